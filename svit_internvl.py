@@ -1,0 +1,231 @@
+"""SVIT and InternVL-SA-1B-Caption as typed, streamable `datasets` examples.
+
+Use the builder directly (``datasets`` >= 4 no longer runs loading scripts)::
+
+    from svit_internvl import SVITInternVL
+
+    builder = SVITInternVL(config_name="referring", svit_source="sample/svit")
+    stream = builder.as_streaming_dataset(split="train")     # reads the sources lazily
+    builder.download_and_prepare()                            # or builds the Arrow cache
+    dataset = builder.as_dataset(split="train")
+
+Configs: ``conversation``, ``reasoning``, ``referring``, ``description`` (SVIT's four subsets, one row per image)
+and ``sa1b-en-single``, ``sa1b-zh-single``, ``sa1b-en-multi``, ``sa1b-zh-multi`` (InternVL-SA-1B-Caption's four
+files, one row per caption line, images from Meta's SA-1B tars). The data path is in ``svitpipe/``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Iterator, Optional
+
+import datasets
+from datasets.builder import Key
+from datasets.download.download_config import DownloadConfig
+from datasets.download.streaming_download_manager import StreamingDownloadManager
+from datasets.utils.sharding import _number_of_shards_in_gen_kwargs, _split_gen_kwargs
+from datasets.utils.file_utils import is_local_path, xjoin
+
+from svitpipe.bad_records import BAD_RECORD_POLICIES, MISSING_TAR, BadRecordLedger
+from svitpipe.features import CONFIGS, DEFAULT_CONFIG, config_info
+from svitpipe.image_checks import IMAGE_CHECKS
+from svitpipe.sa1b_caption_index import load_or_build_caption_index
+from svitpipe.sa1b_examples import TarShard, generate_sa1b_examples
+from svitpipe.sources import locate_sa1b_tars, locate_svit_files
+from svitpipe.svit_examples import generate_svit_examples
+
+logger = datasets.utils.logging.get_logger(__name__)
+
+TAR_NOT_SELECTED = "tar-not-selected"
+
+
+@dataclass
+class SVITInternVLConfig(datasets.BuilderConfig):
+    """Which subset to build and where its sources are.
+
+    Attributes:
+        svit_source: root laid out like the ``BAAI/SVIT`` Hub repo: ``data/<subset>.zip`` (each a JSON array),
+            ``raw/images.zip`` (``VG_100K/``) and ``raw/images2.zip`` (``VG_100K_2/``); extracted files
+            (``data/<subset>.json``, ``raw/VG_100K/``, ``raw/VG_100K_2/``) are accepted too. A local path or any
+            fsspec URL. Used by the four SVIT configs.
+        sa1b_captions_source: root holding InternVL-SA-1B-Caption's four jsonl files under their upstream names.
+        sa1b_images_source: root holding SA-1B's ``sa_NNNNNN.tar`` files or extracted ``sa_NNNNNN/`` folders. No
+            default: Meta distributes SA-1B, the Hub does not; required by the four ``sa1b-*`` configs.
+        sa1b_tars: build only these SA-1B tars (stems like ``"sa_000123"``), for a partial SA-1B download; the caption
+            lines of other tars are left out and counted under ``tar-not-selected``. None: every tar the captions use.
+        sa1b_index_dir: where the captions-by-tar index is cached; None: ``<cache_dir>/svit_internvl_caption_index``.
+        svit_num_shards: how many shards an SVIT subset is split into (record ``i`` goes to shard
+            ``i % svit_num_shards``), so that DataLoader workers and ``num_proc`` processes share the work.
+        on_bad_record: ``"raise"`` (default): stop at the first record that cannot become an example, naming the
+            file, record and problem. ``"skip"``: log it, count it under its reason, go on.
+        image_check: ``"header"`` (default): parse the image header and check JPEGs are not truncated.
+            ``"decode"``: also decode every pixel (slower; catches corrupt scan data).
+    """
+
+    svit_source: str = "hf://datasets/BAAI/SVIT"
+    sa1b_captions_source: str = "hf://datasets/OpenGVLab/InternVL-SA-1B-Caption"
+    sa1b_images_source: Optional[str] = None
+    sa1b_tars: Optional[tuple] = None
+    sa1b_index_dir: Optional[str] = None
+    svit_num_shards: int = 16
+    on_bad_record: str = "raise"
+    image_check: str = "header"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.on_bad_record not in BAD_RECORD_POLICIES:
+            raise ValueError(f"on_bad_record must be one of {BAD_RECORD_POLICIES}, got {self.on_bad_record!r}")
+        if self.image_check not in IMAGE_CHECKS:
+            raise ValueError(f"image_check must be one of {IMAGE_CHECKS}, got {self.image_check!r}")
+        if not isinstance(self.svit_num_shards, int) or self.svit_num_shards < 1:
+            raise ValueError(f"svit_num_shards must be a positive integer, got {self.svit_num_shards!r}")
+        if self.sa1b_tars is not None:
+            self.sa1b_tars = tuple(sorted(set(self.sa1b_tars)))
+
+
+class SVITInternVL(datasets.GeneratorBasedBuilder):
+    """SVIT (four subsets over Visual Genome) and InternVL-SA-1B-Caption (four files over SA-1B)."""
+
+    VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = SVITInternVLConfig
+    BUILDER_CONFIGS = [
+        SVITInternVLConfig(name=name, version=datasets.Version("1.0.0"), description=facts.description)
+        for name, facts in CONFIGS.items()
+    ]
+    DEFAULT_CONFIG_NAME = DEFAULT_CONFIG
+    DEFAULT_WRITER_BATCH_SIZE = 100  # image rows: keeps Arrow record batches (and Parquet row groups) small
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Bad records found before example generation (caption index, missing tars), and the running total.
+        self.preflight_ledger = BadRecordLedger(policy=self.config.on_bad_record)
+        self.bad_record_ledger = BadRecordLedger(policy=self.config.on_bad_record)
+
+    def _info(self) -> datasets.DatasetInfo:
+        return config_info(self.config.name)
+
+    def _split_generators(self, dl_manager):
+        facts = CONFIGS[self.config.name]
+        if facts.family == "svit":
+            gen_kwargs = self._svit_gen_kwargs(dl_manager, facts)
+        else:
+            gen_kwargs = self._sa1b_gen_kwargs(dl_manager, facts)
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
+
+    def _svit_gen_kwargs(self, dl_manager, facts) -> dict:
+        download_config = dl_manager.download_config
+        files = locate_svit_files(_absolute(self.config.svit_source), facts.upstream_file, download_config)
+        images = tuple(
+            replace(location, url=dl_manager.download(location.url)) if location.kind == "zip" else location
+            for location in files.images
+        )
+        num_shards = self.config.svit_num_shards
+        return {
+            "shard_indices": list(range(num_shards)),  # the one list: datasets shards over it
+            "num_shards": num_shards,
+            "annotation": dl_manager.download(files.annotation),
+            "annotation_in_zip": files.annotation_in_zip,
+            "images": images,
+            "download_config": download_config,
+        }
+
+    def _sa1b_gen_kwargs(self, dl_manager, facts) -> dict:
+        if not self.config.sa1b_images_source:
+            raise ValueError(
+                f"Config '{self.config.name}' needs the SA-1B images, which Meta distributes and the Hub does not: "
+                "pass sa1b_images_source=<folder or URL holding sa_NNNNNN.tar files or extracted sa_NNNNNN/ "
+                "folders>, e.g. SVITInternVL(config_name='sa1b-en-single', sa1b_images_source='/data/sa1b')."
+            )
+        download_config = dl_manager.download_config
+        captions_source = xjoin(_absolute(self.config.sa1b_captions_source), facts.upstream_file)
+        captions = dl_manager.download(captions_source)
+        index = load_or_build_caption_index(
+            captions,
+            self.config.sa1b_index_dir or os.path.join(self._cache_dir_root, "svit_internvl_caption_index"),
+            multi_image=facts.multi_image,
+            policy=self.config.on_bad_record,
+            download_config=download_config,
+        )
+        ledger = BadRecordLedger(policy=self.config.on_bad_record)
+        ledger.merge(index.ledger)
+        # Only the lines the index dropped are used up here; the others are read (and counted) again below, as
+        # left out or missing, or by _generate_examples: counting them here too would count them twice.
+        ledger.records_read = index.ledger.total_skipped
+        selected = sorted(index.lines_per_tar)
+        if self.config.sa1b_tars is not None:
+            left_out = [stem for stem in selected if stem not in self.config.sa1b_tars]
+            ledger.records_read += sum(index.lines_per_tar[stem] for stem in left_out)
+            ledger.skipped[TAR_NOT_SELECTED] += sum(index.lines_per_tar[stem] for stem in left_out)
+            selected = [stem for stem in selected if stem in self.config.sa1b_tars]
+        wanted = set(selected) | (set(index.tars_referenced) if facts.multi_image else set())
+        images_root = _absolute(self.config.sa1b_images_source)
+        found, missing = locate_sa1b_tars(images_root, wanted, download_config)
+        missing_selected = [stem for stem in selected if stem not in found]
+        if missing_selected:
+            lines = sum(index.lines_per_tar[stem] for stem in missing_selected)
+            ledger.records_read += lines
+            shown = ", ".join(missing_selected[:10]) + (" ..." if len(missing_selected) > 10 else "")
+            ledger.bad(
+                captions_source,
+                f"{lines} line(s)",
+                MISSING_TAR,
+                f"their images are in {len(missing_selected)} SA-1B tar(s) not found under "
+                f"sa1b_images_source={images_root!r}: {shown}. Add them, or pass sa1b_tars=[...] to build only the "
+                "tars you have",
+                count=lines,
+            )
+        self.preflight_ledger = ledger
+        if ledger.total_skipped:
+            logger.warning(f"{self.config.name}: before reading images: {ledger.summary()}")
+        tar_locations = {
+            stem: replace(location, url=dl_manager.download(location.url)) if location.kind == "tar" else location
+            for stem, location in found.items()
+        }
+        shards = [
+            TarShard(position, tar_locations[stem], index.bucket_path(stem))
+            for position, stem in enumerate(stem for stem in selected if stem in found)
+        ]
+        return {
+            "shards": shards,  # the one list: datasets shards over it, one SA-1B tar per shard
+            "tar_locations": tar_locations,
+            "multi_image": facts.multi_image,
+            "captions_source": captions_source,
+            "download_config": download_config,
+        }
+
+    def shard_gen_kwargs(self, dl_manager=None) -> list[dict]:
+        """The ``gen_kwargs`` of every shard, in order: the units of work ``upload.py`` builds one Parquet set from.
+
+        Sources are read in place (a streaming download manager), so nothing is copied into the cache first.
+        """
+        if dl_manager is None:
+            dl_manager = StreamingDownloadManager(
+                base_path=self.base_path,
+                download_config=DownloadConfig(token=self.token, storage_options=self.storage_options),
+                dataset_name=self.dataset_name,
+            )
+        [split_generator] = self._split_generators(dl_manager)
+        gen_kwargs = split_generator.gen_kwargs
+        return _split_gen_kwargs(gen_kwargs, max_num_jobs=_number_of_shards_in_gen_kwargs(gen_kwargs))
+
+    def iter_examples(self, ledger: BadRecordLedger, **gen_kwargs) -> Iterator[tuple[int, int, dict]]:
+        """``(shard, index in source, example)`` for the given ``gen_kwargs``, counting bad records in ``ledger``."""
+        if "shards" in gen_kwargs:
+            return generate_sa1b_examples(**gen_kwargs, ledger=ledger, image_check=self.config.image_check)
+        return generate_svit_examples(
+            **gen_kwargs, config_name=self.config.name, ledger=ledger, image_check=self.config.image_check
+        )
+
+    def _generate_examples(self, **gen_kwargs):
+        ledger = BadRecordLedger(policy=self.config.on_bad_record)
+        for shard, index, example in self.iter_examples(ledger, **gen_kwargs):
+            yield Key(shard, index), example
+        if ledger.total_skipped:
+            logger.warning(f"{self.config.name}: {ledger.summary()}")
+        self.bad_record_ledger.merge(ledger)
+
+
+def _absolute(root: str) -> str:
+    """Local roots as absolute paths (the download manager would resolve relative ones against the wrong base)."""
+    return os.path.abspath(root) if is_local_path(root) else root

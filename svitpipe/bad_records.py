@@ -1,0 +1,124 @@
+"""What happens to a record that cannot become an example: raise (the default) or skip, counted, with the reason.
+
+Every reader in the data path reports a bad record to a ``BadRecordLedger``. Under ``on_bad_record="raise"`` the
+ledger raises ``BadRecordError`` at once, naming the file, the record and what is wrong. Under ``"skip"`` it logs a
+warning, counts the record under its reason, and keeps the first few messages per reason, so that at the end
+``records_read == examples_written + skipped`` holds and can be reported.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from datasets.utils import logging
+
+logger = logging.get_logger(__name__)
+
+BadRecordPolicy = Literal["raise", "skip"]
+BAD_RECORD_POLICIES = ("raise", "skip")
+
+# Reasons, as stable short names for counts and reports.
+MALFORMED_JSON = "malformed-json"
+INVALID_RECORD = "invalid-record"
+UNPARSEABLE_BOX = "unparseable-box"
+MISSING_IMAGE = "missing-image"
+CORRUPT_IMAGE = "corrupt-image"
+MISSING_TAR = "missing-tar"
+DUPLICATE_ID = "duplicate-id"
+
+_EXAMPLES_KEPT_PER_REASON = 5
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be turned into an example, under the default ``on_bad_record="raise"`` policy."""
+
+    def __init__(self, source: str, location: str, reason: str, detail: str):
+        hint = " (pass on_bad_record='skip' to skip and count such records instead)"
+        super().__init__(f"{source}, {location}: {reason}: {detail}{hint}")
+        self.source = source
+        self.location = location
+        self.reason = reason
+        self.detail = detail
+
+
+class InvalidRecord(ValueError):
+    """Raised by the pure record converters; the reader that knows the file and index turns it into a report."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class BadRecordLedger:
+    """Counts records read, examples written and records skipped (per reason) for one piece of work.
+
+    Attributes:
+        policy: ``"raise"`` or ``"skip"``.
+        records_read: records taken from the source (a JSON array element, a jsonl line).
+        examples_written: examples yielded.
+        skipped: count per reason.
+        samples: the first few messages per reason, for reports.
+    """
+
+    policy: BadRecordPolicy = "raise"
+    records_read: int = 0
+    examples_written: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    samples: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.policy not in BAD_RECORD_POLICIES:
+            raise ValueError(f"on_bad_record must be one of {BAD_RECORD_POLICIES}, got {self.policy!r}")
+
+    def bad(self, source: str, location: str, reason: str, detail: str, count: int = 1) -> None:
+        """Report a bad record (or ``count`` records sharing one cause): raise under the raise policy, else count."""
+        if self.policy == "raise":
+            raise BadRecordError(source, location, reason, detail)
+        message = f"{source}, {location}: {detail}"
+        logger.warning(f"Skipping {count} bad record(s) ({reason}): {message}")
+        self.skipped[reason] += count
+        kept = self.samples.setdefault(reason, [])
+        if len(kept) < _EXAMPLES_KEPT_PER_REASON:
+            kept.append(message)
+
+    @property
+    def total_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def merge(self, other: "BadRecordLedger") -> None:
+        self.records_read += other.records_read
+        self.examples_written += other.examples_written
+        self.skipped.update(other.skipped)
+        for reason, messages in other.samples.items():
+            kept = self.samples.setdefault(reason, [])
+            kept.extend(messages[: _EXAMPLES_KEPT_PER_REASON - len(kept)])
+
+    def is_balanced(self) -> bool:
+        """Whether every record read was either written or skipped."""
+        return self.records_read == self.examples_written + self.total_skipped
+
+    def summary(self) -> str:
+        skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.skipped.items())) or "none"
+        return f"{self.records_read} records read, {self.examples_written} examples written, skipped: {skipped}"
+
+    def to_dict(self) -> dict:
+        return {
+            "records_read": self.records_read,
+            "examples_written": self.examples_written,
+            "skipped": dict(sorted(self.skipped.items())),
+            "samples": {reason: list(messages) for reason, messages in sorted(self.samples.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, policy: BadRecordPolicy = "skip") -> "BadRecordLedger":
+        return cls(
+            policy=policy,
+            records_read=data["records_read"],
+            examples_written=data["examples_written"],
+            skipped=Counter(data["skipped"]),
+            samples={reason: list(messages) for reason, messages in data.get("samples", {}).items()},
+        )

@@ -1,0 +1,264 @@
+"""The dataset card (``README.md``) and ``dataset_infos.json`` of a published folder, from one source of truth.
+
+``published_infos`` makes one ``datasets.DatasetInfo`` per built config (features, split counts and sizes);
+``dataset_infos.json`` is those infos as JSON and the card's ``dataset_info`` YAML is the same infos written by
+``datasets``' own ``DatasetInfosDict.to_dataset_card_data``, so the two cannot disagree. ``project_infos`` is the
+part known without building (descriptions, features, licences, citations): the project's top-level
+``dataset_infos.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+
+from datasets import DatasetInfo, SplitDict, SplitInfo
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from .features import (
+    CONFIGS,
+    DEFAULT_CONFIG,
+    SA1B_CAPTION_HOMEPAGE,
+    SA1B_CITATION,
+    SA1B_HOMEPAGE,
+    SVIT_CITATION,
+    SVIT_HOMEPAGE,
+    config_info,
+)
+from .shard_units import SPLIT, ConfigBuild
+
+MIN_DATASETS_VERSION = "4.0.0"
+DATASET_INFOS_FILE = "dataset_infos.json"
+CARD_FILE = "README.md"
+SA1B_LICENSE_NAME = "sa-1b-dataset-research-license"
+SA1B_LICENSE_LINK = "https://ai.meta.com/datasets/segment-anything-downloads/"
+
+
+def project_infos() -> dict:
+    """The project's top-level ``dataset_infos.json``: every config's info as the builder declares it, no counts."""
+    from svit_internvl import SVITInternVL
+
+    infos = {}
+    with tempfile.TemporaryDirectory() as cache_dir:
+        for name in CONFIGS:
+            infos[name] = _info_dict(SVITInternVL(config_name=name, cache_dir=cache_dir).info)
+    return infos
+
+
+def published_infos(builds: dict[str, ConfigBuild]) -> DatasetInfosDict:
+    infos = DatasetInfosDict()
+    for name, build in builds.items():
+        info = config_info(name)
+        info.config_name = name
+        info.splits = SplitDict(
+            {SPLIT: SplitInfo(name=SPLIT, num_bytes=build.arrow_bytes, num_examples=build.num_rows, dataset_name="svit_internvl")}
+        )
+        info.download_size = build.num_bytes
+        info.dataset_size = build.arrow_bytes
+        infos[name] = info
+    return infos
+
+
+def _info_dict(info: DatasetInfo) -> dict:
+    data = asdict(info)
+    return {key: value for key, value in data.items() if value not in (None, {}, [], "")}
+
+
+def write_dataset_infos(path: str, infos: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(infos, f, indent=2, ensure_ascii=False, sort_keys=True)
+        f.write("\n")
+
+
+def _size_category(rows: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+    for bound, label in bounds:
+        if rows < bound:
+            return label
+    return "100M<n<1B"
+
+
+def card_data(builds: dict[str, ConfigBuild], infos: DatasetInfosDict) -> DatasetCardData:
+    families = {CONFIGS[name].family for name in builds}
+    licenses = (["cc-by-4.0"] if "svit" in families else []) + (["mit", "other"] if "sa1b" in families else [])
+    data = DatasetCardData(
+        pretty_name="SVIT and InternVL-SA-1B-Caption",
+        license=licenses,
+        language=["en", "zh"],
+        task_categories=["image-text-to-text", "visual-question-answering", "image-to-text"],
+        size_categories=[_size_category(sum(build.num_rows for build in builds.values()))],
+        tags=["visual-instruction-tuning", "referring-expressions", "grounding", "image-captioning", "multimodal"],
+    )
+    if "sa1b" in families:
+        data["license_name"] = SA1B_LICENSE_NAME
+        data["license_link"] = SA1B_LICENSE_LINK
+    default = DEFAULT_CONFIG if DEFAULT_CONFIG in builds else next(iter(builds))
+    MetadataConfigs(
+        {
+            name: {
+                "data_files": [{"split": SPLIT, "path": f"data/{name}/{SPLIT}-*.parquet"}],
+                **({"default": True} if name == default else {}),
+            }
+            for name in builds
+        }
+    ).to_dataset_card_data(data)
+    infos.to_dataset_card_data(data)
+    return data
+
+
+def write_card(folder: str, builds: dict[str, ConfigBuild], *, repo_id: str, sa1b_redistribution: str) -> DatasetCard:
+    """Write ``README.md`` and ``dataset_infos.json`` for the built configs; return the card."""
+    infos = published_infos(builds)
+    write_dataset_infos(os.path.join(folder, DATASET_INFOS_FILE), {name: _info_dict(info) for name, info in infos.items()})
+    data = card_data(builds, infos)
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{card_body(builds, repo_id, sa1b_redistribution)}")
+    card.save(os.path.join(folder, CARD_FILE))
+    return card
+
+
+def _human_bytes(size: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"
+
+
+def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution: str) -> str:
+    has_svit = any(CONFIGS[name].family == "svit" for name in builds)
+    has_sa1b = any(CONFIGS[name].family == "sa1b" for name in builds)
+    default = DEFAULT_CONFIG if DEFAULT_CONFIG in builds else next(iter(builds))
+    rows = "\n".join(
+        f"| `{name}` | {CONFIGS[name].description} | {build.num_rows:,} | {len(build.shards)} | "
+        f"{_human_bytes(build.num_bytes)} | {build.ledger.total_skipped:,} |"
+        for name, build in builds.items()
+    )
+    skipped = [
+        f"- `{name}`: " + ", ".join(f"{reason}: {count:,}" for reason, count in sorted(build.ledger.skipped.items()))
+        for name, build in builds.items()
+        if build.ledger.total_skipped
+    ]
+    parts = [
+        "# SVIT and InternVL-SA-1B-Caption, typed and ready to stream",
+        "",
+        "Two visual-instruction datasets as Parquet shards with typed `Image` features, made by the svit-internvl "
+        "builder: the images are stored inside the shards, byte for byte as published upstream (never re-encoded), "
+        "and every upstream string is kept byte for byte.",
+        "",
+        "## Configs",
+        "",
+        "| config | content | rows | shards | size | skipped records |",
+        "|---|---|---:|---:|---:|---:|",
+        rows,
+        "",
+        f"The default config is `{default}`. Skipped records are upstream records that could not become a row "
+        "(the build counts every one with its reason; nothing is dropped silently).",
+    ]
+    if skipped:
+        parts += ["", *skipped]
+    parts += [
+        "",
+        "## Loading",
+        "",
+        f"Needs `datasets` >= {MIN_DATASETS_VERSION} (features use `List`; this repository holds no loading script).",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'ds = load_dataset("{repo_id}", "{default}", split="train")',
+        f'stream = load_dataset("{repo_id}", "{default}", split="train", streaming=True)',
+        "for row in stream.shuffle(seed=0, buffer_size=1_000).take(2):",
+        '    print(row["id"], row["conversations"][0]["content"][0]["value"][:80])' if has_svit else
+        '    print(row["id"], row["caption"][:80])',
+        "```",
+        "",
+        "For training across nodes, split the stream by whole shards (keep the number of nodes a divisor of the "
+        "shard count, otherwise every node reads everything and skips):",
+        "",
+        "```python",
+        "from datasets.distributed import split_dataset_by_node",
+        "",
+        "stream = split_dataset_by_node(stream, rank=rank, world_size=world_size)",
+        "stream.set_epoch(epoch)  # reshuffles shards and the buffer each epoch",
+        "```",
+        "",
+        "A `torch.utils.data.DataLoader` with `num_workers=k` gives each worker whole shards; "
+        "`stream.state_dict()` / `stream.load_state_dict()` resume a stream mid-epoch (rows still in a shuffle buffer "
+        "when the state was saved are not replayed).",
+        "",
+        "## Schema",
+        "",
+    ]
+    if has_svit:
+        parts += [
+            "SVIT configs, one row per Visual Genome image:",
+            "",
+            "- `id` (string): the image id as text, unique in the config; `image_id` (int64): the Visual Genome id.",
+            "- `image` (`Image`): the original JPEG; `width`, `height` (int32): its size in pixels.",
+            "- `conversations`: list of `{content: list of {from, value}}`; `from` is upstream's role (`user` or "
+            "`gpt`). The `conversation` config adds a per-conversation `topic` (null where upstream has none).",
+            "- `referring` only: every turn also has `regions`, the references parsed from its text, in order: "
+            "`{phrase, boxes, start, end}`, where `text[start:end]` is the whole reference `<st>phrase<ed> [..]`.",
+            "",
+            "### Boxes",
+            "",
+            "Boxes are `[x1, y1, x2, y2]`, top-left and bottom-right corners, as floats in [0, 1] normalised by the "
+            "original image's width (x) and height (y). Pixels: `x * width`, `y * height`. LLaVA-v1.5's variant "
+            "expresses them relative to the image padded to a square: with `w, h = width, height` and "
+            "`s = max(w, h)`, take pixels `round(x * w)`, `round(y * h)`, add `(s - w) // 2` to x or `(s - h) // 2` "
+            "to y (the shorter side is centred), divide by `s` and round to 3 decimals.",
+            "",
+        ]
+    if has_sa1b:
+        parts += [
+            "SA-1B configs, one row per caption line of the upstream jsonl file:",
+            "",
+            "- `id` (string): the line number in the upstream file (1-based); `source_id`: upstream `id` if any.",
+            "- single-image: `image` (`Image`), `image_path` (upstream `sa_NNNNNN/sa_K.jpg`), `width`, `height`.",
+            "- multi-image: `images` (list of `Image`), `image_paths`, `widths`, `heights`, in upstream order.",
+            "- `caption` (string): the `gpt` turn; `conversations`: list of `{from, value}` as upstream "
+            "(`<image>` placeholders included).",
+            "",
+        ]
+    parts += ["## Provenance and licences", ""]
+    if has_svit:
+        parts += [
+            f"- SVIT ({SVIT_HOMEPAGE}): conversations, complex reasoning, referring QAs and detail descriptions "
+            "written by GPT-4 from Visual Genome's human annotations. Licence: CC BY 4.0; as GPT-4 output, use must "
+            "also follow OpenAI's terms of use.",
+            "- Visual Genome images: CC BY 4.0. Some are MS-COCO images, under COCO's own terms. SVIT's images "
+            "overlap with LLaVA-Instruct-150K through COCO: mind it when mixing datasets.",
+            "- Known upstream issue kept as is: a few detail descriptions (21 upstream) answer with an apology that "
+            "the message was empty.",
+        ]
+    if has_sa1b:
+        parts += [
+            f"- InternVL-SA-1B-Caption ({SA1B_CAPTION_HOMEPAGE}): captions by the InternVL team. Licence: MIT.",
+            f"- SA-1B images ({SA1B_HOMEPAGE}): Meta's SA-1B Dataset Research License, research use only; it does "
+            "not allow redistributing the images. " + sa1b_redistribution,
+        ]
+    parts += [
+        "",
+        "## How this was made",
+        "",
+        "With the svit-internvl project's `upload.py`, from the upstream files, streamed record by record. Parquet "
+        "layout: row groups of at most 100 rows, image bytes stored uncompressed (JPEG does not compress) and text "
+        "compressed with zstd, page index and content-defined chunking so the Hub's Xet storage deduplicates "
+        "unchanged pages across re-uploads and identical images across configs.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        "\n".join(
+            citation for citation, wanted in ((SVIT_CITATION, has_svit), (SA1B_CITATION, has_sa1b)) if wanted
+        ),
+        "```",
+        "",
+    ]
+    return "\n".join(parts)
+

@@ -1,0 +1,227 @@
+"""Read the elements of a top-level JSON array one at a time, from a byte stream of any size.
+
+SVIT ships each subset as one JSON array of several GB. ``json.load`` would hold all of it in memory; a streaming
+event parser cannot skip a broken element. This reader finds element boundaries with a small bracket-and-string
+scanner (regular expressions do the per-character work), then hands each element's bytes to ``json.loads``. So:
+
+* memory is bounded by the chunk size plus the largest element, whatever the file size;
+* every element comes with its index and byte offset, so an error can say exactly where the problem is;
+* an element that is not valid JSON but has balanced brackets is reported on its own and the reader can go on
+  (the caller decides whether that is fatal); only a broken array structure (mismatched brackets, a missing comma,
+  an unterminated string at the end of the file) stops the reader.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterator, Optional
+
+_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+_STRUCTURAL = re.compile(rb'[\[\]{}"]')
+# The rest of a JSON string after its opening quote, up to and including the closing quote.
+_STRING_TAIL = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_SCALAR = re.compile(rb"[^,\]\s]+")
+_CLOSERS = {ord("]"): ord("["), ord("}"): ord("{")}
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class JSONArrayStructureError(ValueError):
+    """The array itself is broken, so no later element can be located: reading cannot go on."""
+
+    def __init__(self, message: str, offset: int, index: int):
+        super().__init__(f"{message} (byte offset {offset}, array element {index})")
+        self.offset = offset
+        self.index = index
+
+
+@dataclass(frozen=True)
+class ArrayElement:
+    """One element of the array: where it is, and either its decoded value or why it could not be decoded."""
+
+    index: int
+    offset: int
+    value: Any = None
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Buffer:
+    """A sliding window over the stream: ``data[i]`` is byte ``base + i`` of the file."""
+
+    def __init__(self, stream: BinaryIO, chunk_size: int):
+        self.stream = stream
+        self.chunk_size = chunk_size
+        self.data = b""
+        self.base = 0
+        self.eof = False
+
+    def refill(self, keep_from: int) -> int:
+        """Drop bytes before ``keep_from``, read one more chunk; return how far positions shifted left."""
+        if self.eof:
+            return 0
+        chunk = self.stream.read(self.chunk_size)
+        if not chunk:
+            self.eof = True
+        shift = keep_from
+        self.data = self.data[keep_from:] + chunk
+        self.base += shift
+        return shift
+
+
+def iter_json_array(
+    stream: BinaryIO,
+    *,
+    chunk_size: int = 1 << 20,
+    max_element_bytes: int = 512 << 20,
+    select=None,
+) -> Iterator[ArrayElement]:
+    """Yield every element of the JSON array in ``stream`` (a binary file object), in order.
+
+    Args:
+        stream: UTF-8 encoded JSON whose top-level value is an array.
+        chunk_size: bytes read at a time.
+        max_element_bytes: an element larger than this is taken as a sign of a broken file.
+        select: optional ``callable(index) -> bool``; elements it rejects are located but not decoded (cheap
+            skipping, used to split one array into shards). Rejected elements are not yielded.
+
+    Raises:
+        JSONArrayStructureError: the array structure is broken; the message gives the byte offset.
+    """
+    buf = _Buffer(stream, chunk_size)
+    pos = _skip_whitespace(buf, 0)
+    while len(buf.data) - pos < len(_UTF8_BOM) and not buf.eof:  # a BOM may straddle chunks
+        pos -= buf.refill(pos)
+    if buf.data[pos : pos + 3] == _UTF8_BOM:
+        pos = _skip_whitespace(buf, pos + 3)
+    if pos >= len(buf.data):
+        raise JSONArrayStructureError("empty input: expected a JSON array", buf.base + pos, 0)
+    if buf.data[pos] != ord("["):
+        raise JSONArrayStructureError(
+            f"expected '[' to open the top-level array, found {buf.data[pos:pos + 20]!r}", buf.base + pos, 0
+        )
+    pos = _skip_whitespace(buf, pos + 1)
+    index = 0
+    if pos < len(buf.data) and buf.data[pos] == ord("]"):
+        _expect_end(buf, pos + 1, index)
+        return
+    while True:
+        if pos >= len(buf.data):
+            raise JSONArrayStructureError("file ends inside the array: expected a value", buf.base + pos, index)
+        start, end = _scan_element(buf, pos, index, max_element_bytes)
+        if end - start > max_element_bytes:
+            raise JSONArrayStructureError(
+                f"element of {end - start} bytes is larger than max_element_bytes={max_element_bytes}",
+                buf.base + start,
+                index,
+            )
+        if select is None or select(index):
+            raw = buf.data[start:end]
+            try:
+                value = json.loads(raw)
+            except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+                yield ArrayElement(index, buf.base + start, error=f"invalid JSON: {err}")
+            else:
+                yield ArrayElement(index, buf.base + start, value=value)
+        index += 1
+        pos = _skip_whitespace(buf, end)
+        if pos >= len(buf.data):
+            raise JSONArrayStructureError("file ends inside the array: expected ',' or ']'", buf.base + pos, index)
+        separator = buf.data[pos]
+        if separator == ord("]"):
+            _expect_end(buf, pos + 1, index)
+            return
+        if separator != ord(","):
+            raise JSONArrayStructureError(
+                f"expected ',' or ']' after an element, found {buf.data[pos:pos + 20]!r}", buf.base + pos, index
+            )
+        pos = _skip_whitespace(buf, pos + 1)
+
+
+def _skip_whitespace(buf: _Buffer, pos: int) -> int:
+    """Position of the next non-whitespace byte at or after ``pos``, refilling as needed (may equal len at EOF)."""
+    while True:
+        pos = _WHITESPACE.match(buf.data, pos).end()
+        if pos < len(buf.data) or buf.eof:
+            return pos
+        pos -= buf.refill(pos)
+
+
+def _expect_end(buf: _Buffer, pos: int, index: int) -> None:
+    pos = _skip_whitespace(buf, pos)
+    if pos < len(buf.data):
+        raise JSONArrayStructureError(
+            f"unexpected data after the closing ']': {buf.data[pos:pos + 20]!r}", buf.base + pos, index
+        )
+
+
+def _scan_element(buf: _Buffer, start: int, index: int, max_element_bytes: int) -> tuple[int, int]:
+    """Find the end of the element starting at ``start``; return (start, end) positions in the current window.
+
+    The window may be refilled (which shifts positions), so the returned start is the element's current position.
+    """
+    first = buf.data[start]
+    if first == ord('"'):
+        stack = []
+        pos = start
+    elif first in (ord("{"), ord("[")):
+        stack = [first]
+        pos = start + 1
+    else:
+        # A bare scalar (number, true, false, null): up to the next separator.
+        while True:
+            match = _SCALAR.match(buf.data, start)
+            if match and (match.end() < len(buf.data) or buf.eof):
+                return start, match.end()
+            if buf.eof:
+                raise JSONArrayStructureError("expected a value", buf.base + start, index)
+            shift = buf.refill(start)
+            start -= shift
+    while True:
+        if pos - start > max_element_bytes:
+            raise JSONArrayStructureError(
+                f"element larger than {max_element_bytes} bytes without closing: the file is probably broken",
+                buf.base + start,
+                index,
+            )
+        match = _STRUCTURAL.search(buf.data, pos)
+        if match is None:
+            if buf.eof:
+                raise JSONArrayStructureError("file ends inside an element", buf.base + start, index)
+            scanned_to = len(buf.data)  # nothing structural before here
+            shift = buf.refill(start)
+            start -= shift
+            pos = scanned_to - shift
+            continue
+        char = buf.data[match.start()]
+        if char == ord('"'):
+            tail = _STRING_TAIL.match(buf.data, match.end())
+            if tail is None:
+                if buf.eof:
+                    raise JSONArrayStructureError(
+                        "unterminated string", buf.base + match.start(), index
+                    )
+                string_start = match.start()
+                shift = buf.refill(start)
+                start -= shift
+                pos = string_start - shift
+                continue
+            pos = tail.end()
+            if not stack:
+                return start, pos
+        elif char in (ord("{"), ord("[")):
+            stack.append(char)
+            pos = match.end()
+        else:
+            if not stack or stack[-1] != _CLOSERS[char]:
+                raise JSONArrayStructureError(
+                    f"mismatched {chr(char)!r}", buf.base + match.start(), index
+                )
+            stack.pop()
+            pos = match.end()
+            if not stack:
+                return start, pos

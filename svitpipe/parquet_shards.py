@@ -1,0 +1,177 @@
+"""Examples -> Parquet files laid out for the Hub: small row groups, raw image bytes, Xet-friendly pages.
+
+Per leaf column:
+
+* image bytes (``image.bytes``, ``images.list.element.bytes``): no compression (JPEG does not compress), PLAIN
+  encoding, no dictionary, no statistics (min/max of image bytes would bloat the page index);
+* everything else (text, ids, paths, sizes, boxes): zstd, dictionary encoding, statistics.
+
+Every file gets a page index and content-defined chunking, so the Hub's Xet storage finds identical pages (the same
+image in several configs, unchanged rows after a re-build) and stores and uploads them once. Row groups hold at most
+``rows_per_row_group`` rows (100 by default: the Dataset Viewer and random access read one row group at a time).
+The same examples give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features, Image
+
+DEFAULT_ROWS_PER_ROW_GROUP = 100
+DEFAULT_CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+
+
+@dataclass(frozen=True)
+class ParquetLayout:
+    """How shards are written.
+
+    Attributes:
+        max_shard_bytes: a shard is closed before it would pass this size.
+        rows_per_row_group: rows per row group.
+        text_compression: codec for every column but image bytes.
+        compress_images: compress image bytes too (off: JPEG bytes do not shrink, and it costs CPU on read).
+        content_defined_chunking: cut pages at content-defined boundaries (Xet deduplication).
+    """
+
+    max_shard_bytes: int = 500 * 1000 * 1000
+    rows_per_row_group: int = DEFAULT_ROWS_PER_ROW_GROUP
+    text_compression: str = "zstd"
+    compress_images: bool = False
+    content_defined_chunking: bool = True
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One Parquet file: its name (relative to the directory it was written in), rows, bytes on disk, Arrow bytes."""
+
+    name: str
+    num_rows: int
+    num_bytes: int
+    arrow_bytes: int
+
+
+def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:
+    if pa.types.is_struct(pa_type):
+        return [leaf for field in pa_type for leaf in _leaf_paths(f"{path}.{field.name}", field.type)]
+    if pa.types.is_list(pa_type) or pa.types.is_large_list(pa_type) or pa.types.is_fixed_size_list(pa_type):
+        return _leaf_paths(f"{path}.list.element", pa_type.value_type)
+    return [path]
+
+
+def image_bytes_columns(features: Features) -> set[str]:
+    """Leaf paths of the image bytes columns (``image.bytes``, ``images.list.element.bytes``)."""
+    columns = set()
+    for name, feature in features.items():
+        inner = feature.feature if hasattr(feature, "feature") else feature
+        if isinstance(inner, Image):
+            prefix = name if inner is feature else f"{name}.list.element"
+            columns.add(f"{prefix}.bytes")
+    return columns
+
+
+def writer_options(features: Features, layout: ParquetLayout) -> dict:
+    schema = features.arrow_schema
+    raw = image_bytes_columns(features)
+    compression, dictionary, statistics, encoding = {}, [], [], {}
+    for field in schema:
+        for leaf in _leaf_paths(field.name, field.type):
+            if leaf in raw:
+                compression[leaf] = layout.text_compression if layout.compress_images else "none"
+                encoding[leaf] = "PLAIN"
+            else:
+                compression[leaf] = layout.text_compression
+                dictionary.append(leaf)
+                statistics.append(leaf)
+    options = {
+        "compression": compression,
+        "use_dictionary": dictionary,
+        "column_encoding": encoding,
+        "write_statistics": statistics,
+        "write_page_index": True,
+    }
+    if layout.content_defined_chunking:
+        options["use_content_defined_chunking"] = DEFAULT_CDC_OPTIONS
+    return options
+
+
+class ShardWriter:
+    """Writes encoded examples to ``<directory>/<prefix>-NNNNN.parquet``, starting a new file before the size limit."""
+
+    def __init__(
+        self,
+        directory: str,
+        prefix: str,
+        features: Features,
+        layout: ParquetLayout,
+        on_row_group: Optional[Callable[[int, int], None]] = None,
+    ):
+        self.directory = directory
+        self.on_row_group = on_row_group
+        self.prefix = prefix
+        self.features = features
+        self.layout = layout
+        self.schema = features.arrow_schema
+        self.options = writer_options(features, layout)
+        self.files: list[WrittenFile] = []
+        self._rows: list[dict] = []
+        self._sink: Optional[pa.OSFile] = None
+        self._writer: Optional[pq.ParquetWriter] = None
+        self._file_rows = 0
+        self._file_arrow_bytes = 0
+        self._largest_group = 0
+        os.makedirs(directory, exist_ok=True)
+
+    def add(self, example: dict) -> None:
+        self._rows.append(self.features.encode_example(example))
+        if len(self._rows) >= self.layout.rows_per_row_group:
+            self._write_row_group()
+
+    def close(self) -> list[WrittenFile]:
+        if self._rows:
+            self._write_row_group()
+        self._close_file()
+        return self.files
+
+    def _write_row_group(self) -> None:
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        self._rows = []
+        if self._writer is not None and self._sink.tell() + self._largest_group > self.layout.max_shard_bytes:
+            self._close_file()
+        if self._writer is None:
+            self._open_file()
+        before = self._sink.tell()
+        self._writer.write_table(table, row_group_size=len(table))
+        written = self._sink.tell() - before
+        self._largest_group = max(self._largest_group, written)
+        if self.on_row_group is not None:
+            self.on_row_group(len(table), written)
+        self._file_rows += len(table)
+        self._file_arrow_bytes += table.nbytes
+
+    def _current_name(self) -> str:
+        return f"{self.prefix}-{len(self.files):05d}.parquet"
+
+    def _open_file(self) -> None:
+        self._sink = pa.OSFile(os.path.join(self.directory, self._current_name()), "wb")
+        self._writer = pq.ParquetWriter(self._sink, self.schema, **self.options)
+        if self.layout.content_defined_chunking:
+            self._writer.add_key_value_metadata({"content_defined_chunking": json.dumps(DEFAULT_CDC_OPTIONS)})
+        self._file_rows = 0
+        self._file_arrow_bytes = 0
+
+    def _close_file(self) -> None:
+        if self._writer is None:
+            return
+        name = self._current_name()
+        self._writer.close()
+        self._sink.close()
+        size = os.path.getsize(os.path.join(self.directory, name))
+        self.files.append(WrittenFile(name, self._file_rows, size, self._file_arrow_bytes))
+        self._writer = None
+        self._sink = None

@@ -1,0 +1,104 @@
+"""Checks a published folder must pass before anything is pushed: the shards, the card and the infos agree.
+
+Every problem is collected (not just the first) and reported together by ``PublishCheckError``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pyarrow.parquet as pq
+from datasets import Features
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCard
+
+from .dataset_card import CARD_FILE, DATASET_INFOS_FILE
+from .features import features_for
+from .parquet_shards import image_bytes_columns
+
+
+class PublishCheckError(RuntimeError):
+    def __init__(self, folder: str, problems: list[str]):
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{folder} is not ready to publish ({len(problems)} problem(s)):\n{listing}")
+        self.problems = problems
+
+
+def verify_published_folder(folder: str, expected_configs: list[str], max_rows_per_row_group: int = 100) -> None:
+    """Raise ``PublishCheckError`` unless every check passes."""
+    problems: list[str] = []
+    card_path = os.path.join(folder, CARD_FILE)
+    try:
+        card = DatasetCard.load(card_path)
+    except Exception as err:  # any parse failure is a problem to report, whatever its type
+        raise PublishCheckError(folder, [f"{CARD_FILE} does not parse as a dataset card: {err}"]) from err
+    declared = [entry["config_name"] for entry in card.data.get("configs") or []]
+    if sorted(declared) != sorted(expected_configs):
+        problems.append(f"card configs {sorted(declared)} != built configs {sorted(expected_configs)}")
+    defaults = [entry["config_name"] for entry in card.data.get("configs") or [] if entry.get("default")]
+    if len(defaults) != 1:
+        problems.append(f"expected exactly one default config, found {defaults}")
+    card_infos = DatasetInfosDict.from_dataset_card_data(card.data)
+    with open(os.path.join(folder, DATASET_INFOS_FILE), encoding="utf-8") as f:
+        json_infos = json.load(f)
+    for name in expected_configs:
+        problems += _check_config(folder, name, card_infos.get(name), json_infos.get(name), max_rows_per_row_group)
+    if problems:
+        raise PublishCheckError(folder, problems)
+    _check_datasets_sees_configs(folder, expected_configs)
+
+
+def _check_config(folder, name, card_info, json_info, max_rows_per_row_group) -> list[str]:
+    problems = []
+    if card_info is None or json_info is None:
+        return [f"{name}: missing from the card's dataset_info or from {DATASET_INFOS_FILE}"]
+    expected_rows = card_info.splits["train"].num_examples
+    if json_info["splits"]["train"]["num_examples"] != expected_rows:
+        problems.append(f"{name}: {DATASET_INFOS_FILE} and the card disagree on the row count")
+    if card_info.features != features_for(name):
+        problems.append(f"{name}: the card's features differ from the builder's")
+    shards = sorted(glob.glob(os.path.join(folder, "data", name, "train-*.parquet")))
+    if not shards:
+        return problems + [f"{name}: no shards under data/{name}/"]
+    features = features_for(name)
+    schema = features.arrow_schema.remove_metadata()
+    rows, ids = 0, set()
+    limit = max_rows_per_row_group if image_bytes_columns(features) else None
+    for path in shards:
+        relative = os.path.relpath(path, folder)
+        try:
+            parquet = pq.ParquetFile(path)
+        except Exception as err:  # a shard that does not open is reported, whatever the reader raised
+            problems.append(f"{relative}: does not open as Parquet: {err}")
+            continue
+        if not parquet.schema_arrow.remove_metadata().equals(schema):
+            problems.append(f"{relative}: schema differs from the declared features")
+        elif Features.from_arrow_schema(parquet.schema_arrow) != features:
+            problems.append(f"{relative}: embedded features metadata differs from the declared features")
+        metadata = parquet.metadata
+        rows += metadata.num_rows
+        if limit is not None:
+            largest = max(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
+            if largest > limit:
+                problems.append(f"{relative}: a row group holds {largest} rows (limit {limit})")
+        duplicates = set()
+        for row_id in parquet.read(columns=["id"]).column("id").to_pylist():
+            if row_id in ids:
+                duplicates.add(row_id)
+            ids.add(row_id)
+        if duplicates:
+            problems.append(f"{relative}: ids already used in this config: {sorted(duplicates)[:5]}")
+    if rows != expected_rows:
+        problems.append(f"{name}: shards hold {rows} rows, the infos say {expected_rows}")
+    return problems
+
+
+def _check_datasets_sees_configs(folder: str, expected_configs: list[str]) -> None:
+    from datasets import get_dataset_config_names
+
+    seen = get_dataset_config_names(folder)
+    if sorted(seen) != sorted(expected_configs):
+        raise PublishCheckError(folder, [f"datasets lists configs {sorted(seen)}, expected {sorted(expected_configs)}"])
+

@@ -1,0 +1,183 @@
+"""Group an InternVL-SA-1B-Caption jsonl file by SA-1B tar, so that each tar can be joined with its captions alone.
+
+One pass streams the captions file (11 GB for the English single-image file) line by line and appends each line,
+with its line number, to a bucket file of the tar that holds its (first) image. Memory stays bounded: buckets are
+flushed to disk when their buffers pass a few MB in total. The result is cached on local disk under a key made of
+the file's URL, size and modification stamp, so later runs (and every DataLoader worker) reuse it.
+
+Lines that are not JSON, or whose ``image`` field is not a valid SA-1B path, are bad records: under the raise policy
+the pass stops at the first one; under skip they are counted in the index summary and reported by every run that
+uses the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from datasets.download.download_config import DownloadConfig
+from datasets.utils import logging
+from datasets.utils.file_utils import _prepare_path_and_storage_options, is_local_path, xopen
+
+from .bad_records import MALFORMED_JSON, BadRecordLedger, BadRecordPolicy, InvalidRecord
+from .sa1b_records import line_image_refs
+
+logger = logging.get_logger(__name__)
+
+_INDEX_VERSION = 1
+_FLUSH_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class CaptionIndex:
+    """A captions file grouped by tar.
+
+    Attributes:
+        directory: where the buckets are (``<directory>/<tar stem>.tsv``).
+        source: the captions file's URL.
+        lines_per_tar: number of caption lines per tar stem (by the tar of the line's first image).
+        tars_referenced: every tar stem any line's image is in (multi-image lines can span tars).
+        ledger: lines read and bad lines found by the indexing pass.
+    """
+
+    directory: str
+    source: str
+    lines_per_tar: dict
+    tars_referenced: tuple
+    ledger: BadRecordLedger
+
+    def bucket_path(self, tar_stem: str) -> str:
+        return os.path.join(self.directory, f"{tar_stem}.tsv")
+
+
+def iter_bucket(path: str) -> Iterator[tuple[int, str]]:
+    """``(line number in the captions file, 1-based; the line's text)`` for every line of a bucket, in file order."""
+    with open(path, encoding="utf-8") as bucket:
+        for entry in bucket:
+            number, text = entry.rstrip("\n").split("\t", 1)
+            yield int(number), text
+
+
+def load_or_build_caption_index(
+    captions_url: str,
+    index_root: str,
+    *,
+    multi_image: bool,
+    policy: BadRecordPolicy = "raise",
+    download_config: Optional[DownloadConfig] = None,
+) -> CaptionIndex:
+    """The cached index of ``captions_url`` under ``index_root``, built first if absent."""
+    key = _index_key(captions_url, multi_image, download_config)
+    directory = os.path.join(index_root, key)
+    summary_path = os.path.join(directory, "index.json")
+    if not os.path.exists(summary_path):
+        os.makedirs(index_root, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{key}-", dir=index_root)
+        try:
+            _build(captions_url, staging, multi_image, policy, download_config)
+            try:
+                os.rename(staging, directory)
+            except OSError:  # another process finished the same index first
+                if not os.path.exists(summary_path):
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    with open(summary_path, encoding="utf-8") as f:
+        summary = json.load(f)
+    ledger = BadRecordLedger.from_dict(summary["ledger"], policy="skip")
+    index = CaptionIndex(directory, captions_url, summary["lines_per_tar"], tuple(summary["tars_referenced"]), ledger)
+    if policy == "raise" and ledger.total_skipped:
+        # The index was built under the skip policy by an earlier run; this run must not pass over them.
+        first = next(iter(ledger.samples.values()))[0]
+        raise ValueError(
+            f"{captions_url} has {ledger.total_skipped} bad line(s), first: {first} "
+            "(pass on_bad_record='skip' to skip and count them)"
+        )
+    return index
+
+
+def _build(captions_url, directory, multi_image, policy, download_config) -> None:
+    ledger = BadRecordLedger(policy=policy)
+    buffers: dict[str, list[str]] = defaultdict(list)
+    buffered = 0
+    lines_per_tar: Counter = Counter()
+    tars_referenced: set = set()
+    with xopen(captions_url, "rb", download_config=download_config) as captions:
+        for number, raw in enumerate(captions, start=1):
+            text = _decode(raw)
+            if text is None:
+                ledger.records_read += 1
+                ledger.bad(captions_url, f"line {number}", MALFORMED_JSON, "not valid UTF-8")
+                continue
+            if not text.strip():
+                continue
+            ledger.records_read += 1
+            try:
+                refs = line_image_refs(json.loads(text), multi_image)
+            except ValueError as err:  # json.JSONDecodeError
+                if isinstance(err, InvalidRecord):
+                    ledger.bad(captions_url, f"line {number}", err.reason, err.detail)
+                else:
+                    ledger.bad(captions_url, f"line {number}", MALFORMED_JSON, f"invalid JSON: {err}")
+                continue
+            tar = refs[0].tar
+            tars_referenced.update(ref.tar for ref in refs)
+            buffers[tar].append(f"{number}\t{text}\n")
+            lines_per_tar[tar] += 1
+            buffered += len(text)
+            if buffered > _FLUSH_BYTES:
+                _flush(directory, buffers)
+                buffered = 0
+    _flush(directory, buffers)
+    summary = {
+        "version": _INDEX_VERSION,
+        "source": captions_url,
+        "multi_image": multi_image,
+        "lines_per_tar": dict(sorted(lines_per_tar.items())),
+        "tars_referenced": sorted(tars_referenced),
+        "ledger": ledger.to_dict(),
+    }
+    with open(os.path.join(directory, "index.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, ensure_ascii=False, indent=1)
+    logger.info(f"Indexed {captions_url} by SA-1B tar: {ledger.records_read} lines in {len(lines_per_tar)} tars")
+
+
+def _decode(raw: bytes) -> Optional[str]:
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None
+
+
+def _flush(directory: str, buffers: dict) -> None:
+    for tar, entries in buffers.items():
+        if entries:
+            with open(os.path.join(directory, f"{tar}.tsv"), "a", encoding="utf-8") as bucket:
+                bucket.writelines(entries)
+    buffers.clear()
+
+
+def _index_key(captions_url: str, multi_image: bool, download_config: Optional[DownloadConfig]) -> str:
+    """A cache key that changes when the file changes: URL, size, and modification time or ETag."""
+    if is_local_path(captions_url):
+        stat = os.stat(captions_url)
+        stamp = [os.path.abspath(captions_url), stat.st_size, stat.st_mtime_ns]
+    else:
+        import fsspec
+
+        path, storage_options = _prepare_path_and_storage_options(captions_url, download_config=download_config)
+        fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        info = fs.info(fs_path)
+        stamp = [captions_url, info.get("size")] + [
+            str(info.get(k)) for k in ("ETag", "etag", "sha", "blob_id", "last_modified", "LastModified") if info.get(k)
+        ]
+    stamp += [multi_image, _INDEX_VERSION]
+    digest = hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:16]
+    name = os.path.basename(captions_url.split("::")[0]).removesuffix(".jsonl")
+    return f"{name}-{digest}"

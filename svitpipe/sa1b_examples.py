@@ -1,0 +1,163 @@
+"""SA-1B source -> examples: join one tar's caption lines (from the caption index) with the tar's images.
+
+Single-image configs read a tar in one sequential pass and emit rows in tar order (folders: caption-line order);
+multi-image configs emit rows in caption-line order and fetch each image by random access, since a line's images can
+sit in other tars.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from datasets.download.download_config import DownloadConfig
+
+from .bad_records import CORRUPT_IMAGE, MISSING_IMAGE, BadRecordLedger, InvalidRecord
+from .image_checks import CorruptImage, ImageCheck, inspect_image
+from .sa1b_caption_index import iter_bucket
+from .sa1b_images import SA1BImageReader, iter_tar_members
+from .sa1b_records import CaptionLine, check_declared_sizes, parse_caption_line
+from .sources import TarLocation
+
+
+@dataclass(frozen=True)
+class TarShard:
+    """One unit of SA-1B work: a tar and the caption lines whose (first) image it holds.
+
+    Attributes:
+        position: the shard's index in the config's shard list (stable for a given input).
+        location: where the tar (or its extracted folder) is.
+        bucket: the caption-index bucket file with the tar's lines.
+    """
+
+    position: int
+    location: TarLocation
+    bucket: str
+
+
+def generate_sa1b_examples(
+    *,
+    shards: list[TarShard],
+    tar_locations: dict[str, TarLocation],
+    multi_image: bool,
+    captions_source: str,
+    ledger: BadRecordLedger,
+    image_check: ImageCheck = "header",
+    download_config: Optional[DownloadConfig] = None,
+) -> Iterator[tuple[int, int, dict]]:
+    """Yield ``(shard position, line number, example)`` for every caption line of the given tar shards."""
+    with SA1BImageReader(tar_locations, download_config) as reader:
+        for shard in shards:
+            lines = list(_read_bucket(shard, multi_image, captions_source, ledger))
+            if multi_image:
+                examples = _multi_image_examples(lines, reader, captions_source, ledger, image_check)
+            elif shard.location.kind == "tar":
+                examples = _single_image_examples_from_tar(
+                    shard.location, lines, captions_source, ledger, image_check, download_config
+                )
+            else:
+                examples = _single_image_examples_from_reader(lines, reader, captions_source, ledger, image_check)
+            for number, example in examples:
+                ledger.examples_written += 1
+                yield shard.position, number, example
+
+
+def _read_bucket(shard, multi_image, captions_source, ledger) -> Iterator[tuple[int, CaptionLine]]:
+    for number, text in iter_bucket(shard.bucket):
+        ledger.records_read += 1
+        try:
+            yield number, parse_caption_line(json.loads(text), multi_image)
+        except InvalidRecord as err:
+            ledger.bad(captions_source, f"line {number}", err.reason, err.detail)
+
+
+def _checked_size(data: bytes, image_check, path, number, captions_source, ledger) -> Optional[tuple[int, int]]:
+    try:
+        return inspect_image(data, image_check)
+    except CorruptImage as err:
+        ledger.bad(captions_source, f"line {number}", CORRUPT_IMAGE, f"{path}: {err}")
+        return None
+
+
+def _example(number: int, line: CaptionLine, images: list[bytes], sizes: list[tuple[int, int]], multi_image: bool):
+    common = {
+        "caption": line.caption,
+        "conversations": line.conversations,
+        "source_id": line.source_id,
+    }
+    if multi_image:
+        return {
+            "id": str(number),
+            "images": [{"path": ref.path, "bytes": data} for ref, data in zip(line.images, images)],
+            "image_paths": [ref.path for ref in line.images],
+            "widths": [size[0] for size in sizes],
+            "heights": [size[1] for size in sizes],
+            **common,
+        }
+    ref = line.images[0]
+    return {
+        "id": str(number),
+        "image": {"path": ref.path, "bytes": images[0]},
+        "image_path": ref.path,
+        "width": sizes[0][0],
+        "height": sizes[0][1],
+        **common,
+    }
+
+
+def _finish(number, line, images, sizes, multi_image, captions_source, ledger):
+    try:
+        check_declared_sizes(line, sizes)
+    except InvalidRecord as err:
+        ledger.bad(captions_source, f"line {number}", err.reason, err.detail)
+        return None
+    return _example(number, line, images, sizes, multi_image)
+
+
+def _single_image_examples_from_tar(location, lines, captions_source, ledger, image_check, download_config):
+    pending = defaultdict(list)
+    for number, line in lines:
+        pending[line.images[0].member].append((number, line))
+    for member, file in iter_tar_members(location, download_config):
+        entries = pending.pop(member, None)
+        if not entries:
+            continue
+        data = file.read()
+        size = _checked_size(data, image_check, f"{location.url}::{member}", entries[0][0], captions_source, ledger)
+        if size is None:
+            for number, _ in entries[1:]:
+                ledger.bad(captions_source, f"line {number}", CORRUPT_IMAGE, f"{location.url}::{member} is corrupt")
+            continue
+        for number, line in entries:
+            example = _finish(number, line, [data], [size], False, captions_source, ledger)
+            if example is not None:
+                yield number, example
+    for member, entries in sorted(pending.items(), key=lambda item: item[1][0][0]):
+        for number, _ in entries:
+            ledger.bad(captions_source, f"line {number}", MISSING_IMAGE, f"{member} is not in {location.url}")
+
+
+def _single_image_examples_from_reader(lines, reader, captions_source, ledger, image_check):
+    return _multi_image_examples(lines, reader, captions_source, ledger, image_check, multi_image=False)
+
+
+def _multi_image_examples(lines, reader, captions_source, ledger, image_check, multi_image=True):
+    for number, line in lines:
+        images, sizes = [], []
+        for ref in line.images:
+            data = reader.read(ref.tar, ref.member)
+            if data is None:
+                where = reader.locations[ref.tar].url if ref.tar in reader.locations else f"{ref.tar} (no such tar)"
+                ledger.bad(captions_source, f"line {number}", MISSING_IMAGE, f"{ref.member} is not in {where}")
+                break
+            size = _checked_size(data, image_check, ref.path, number, captions_source, ledger)
+            if size is None:
+                break
+            images.append(data)
+            sizes.append(size)
+        else:
+            example = _finish(number, line, images, sizes, multi_image, captions_source, ledger)
+            if example is not None:
+                yield number, example

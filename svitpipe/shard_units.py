@@ -1,0 +1,224 @@
+"""Examples -> published shards, one unit of work at a time.
+
+A config is cut into units: one per builder shard (an SVIT record slice ``i % N``, or one SA-1B tar with its
+captions). ``build_unit`` turns one unit into Parquet part files plus a small stats record; it is a pure function of
+its input (same input, byte-identical files, names that depend only on the unit), so any engine, in any order,
+with retries, gives the same result, and a re-run skips every unit whose parts and stats already exist.
+``finalize_config`` then links the parts, in unit order, to the names the Hub expects
+(``data/<config>/train-00000-of-00012.parquet``) and removes shards left from earlier runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from typing import Callable, Optional
+
+from datasets.utils import logging
+
+from .bad_records import BadRecordLedger
+from .features import features_for
+from .parquet_shards import ParquetLayout, ShardWriter, WrittenFile
+
+logger = logging.get_logger(__name__)
+
+_UNIT_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
+SPLIT = "train"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work.
+
+    Attributes:
+        config_name: the config it belongs to.
+        key: names the unit's part files; depends only on the input (``svit-00003-of-00016``, ``sa_000123``).
+        gen_kwargs: what the builder needs to generate the unit's examples.
+    """
+
+    config_name: str
+    key: str
+    gen_kwargs: dict
+
+
+@dataclass
+class UnitResult:
+    """What a unit produced: its part files (in order) and the bad-record counts."""
+
+    config_name: str
+    key: str
+    files: list
+    ledger: dict
+    reused: bool = False
+
+    @property
+    def num_rows(self) -> int:
+        return sum(f.num_rows for f in self.files)
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(f.num_bytes for f in self.files)
+
+
+@dataclass
+class ConfigBuild:
+    """A finished config: its shards (relative to the output folder), counts and the merged ledger."""
+
+    config_name: str
+    shards: list
+    ledger: BadRecordLedger = field(default_factory=BadRecordLedger)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(s.num_rows for s in self.shards)
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(s.num_bytes for s in self.shards)
+
+    @property
+    def arrow_bytes(self) -> int:
+        return sum(s.arrow_bytes for s in self.shards)
+
+
+def make_builder(config_name: str, builder_kwargs: dict):
+    from svit_internvl import SVITInternVL
+
+    return SVITInternVL(config_name=config_name, **builder_kwargs)
+
+
+def plan_units(builder) -> list[Unit]:
+    """The units of the builder's config, in output order."""
+    per_shard = builder.shard_gen_kwargs()
+    units = []
+    for position, gen_kwargs in enumerate(per_shard):
+        if "shards" in gen_kwargs:
+            (tar_shard,) = gen_kwargs["shards"]
+            key = tar_shard.location.stem
+        else:
+            key = f"svit-{position:05d}-of-{len(per_shard):05d}"
+        units.append(Unit(builder.config.name, key, gen_kwargs))
+    return units
+
+
+def parts_directory(work_dir: str, config_name: str) -> str:
+    return os.path.join(work_dir, config_name)
+
+
+def build_unit(
+    unit: Unit,
+    builder_kwargs: dict,
+    work_dir: str,
+    layout: ParquetLayout,
+    on_row_group: Optional[Callable[[int, int], None]] = None,
+) -> UnitResult:
+    """Write one unit's part files and stats under ``work_dir/<config>/``; reuse them when already complete."""
+    if not _UNIT_KEY.match(unit.key):
+        raise ValueError(f"unit key {unit.key!r} is not a safe file name")
+    directory = parts_directory(work_dir, unit.config_name)
+    stats_path = os.path.join(directory, f"{unit.key}.json")
+    reused = _load_complete(stats_path, directory, unit)
+    if reused is not None:
+        return reused
+    os.makedirs(directory, exist_ok=True)
+    for stale in os.listdir(directory):
+        if stale.startswith(f"{unit.key}-") and stale.endswith(".parquet"):
+            os.remove(os.path.join(directory, stale))
+    builder = make_builder(unit.config_name, builder_kwargs)
+    ledger = BadRecordLedger(policy=builder.config.on_bad_record)
+    writer = ShardWriter(directory, unit.key, features_for(unit.config_name), layout, on_row_group=on_row_group)
+    for _, _, example in builder.iter_examples(ledger, **unit.gen_kwargs):
+        writer.add(example)
+    files = writer.close()
+    result = UnitResult(unit.config_name, unit.key, files, ledger.to_dict())
+    temporary = f"{stats_path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump({"files": [asdict(f) for f in files], "ledger": result.ledger}, f, indent=1)
+    os.replace(temporary, stats_path)  # written last: its presence marks the unit complete
+    return result
+
+
+def _load_complete(stats_path: str, directory: str, unit: Unit) -> Optional[UnitResult]:
+    if not os.path.exists(stats_path):
+        return None
+    with open(stats_path, encoding="utf-8") as f:
+        stats = json.load(f)
+    files = [WrittenFile(**entry) for entry in stats["files"]]
+    for written in files:
+        path = os.path.join(directory, written.name)
+        if not os.path.exists(path) or os.path.getsize(path) != written.num_bytes:
+            return None
+    return UnitResult(unit.config_name, unit.key, files, stats["ledger"], reused=True)
+
+
+def run_units_locally(
+    units: list[Unit],
+    builder_kwargs: dict,
+    work_dir: str,
+    layout: ParquetLayout,
+    num_proc: int = 1,
+    on_result: Optional[Callable[[UnitResult], None]] = None,
+    on_row_group: Optional[Callable[[int, int], None]] = None,
+) -> list[UnitResult]:
+    """Build every unit in this process or in ``num_proc`` worker processes; results in unit order."""
+    results: dict[int, UnitResult] = {}
+    if num_proc <= 1 or len(units) <= 1:
+        for position, unit in enumerate(units):
+            results[position] = build_unit(unit, builder_kwargs, work_dir, layout, on_row_group)
+            if on_result:
+                on_result(results[position])
+    else:
+        with ProcessPoolExecutor(max_workers=num_proc, mp_context=get_context("spawn")) as pool:
+            futures = {
+                pool.submit(build_unit, unit, builder_kwargs, work_dir, layout): position
+                for position, unit in enumerate(units)
+            }
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_result:
+                    on_result(results[futures[future]])
+    return [results[position] for position in range(len(units))]
+
+
+def shard_file_name(index: int, count: int) -> str:
+    return f"{SPLIT}-{index:05d}-of-{count:05d}.parquet"
+
+
+def finalize_config(config_name: str, results: list[UnitResult], work_dir: str, out_dir: str) -> ConfigBuild:
+    """Link the units' parts to ``out_dir/data/<config>/train-XXXXX-of-NNNNN.parquet`` and drop stale shards."""
+    parts = [(result, written) for result in results for written in result.files]
+    data_dir = os.path.join(out_dir, "data", config_name)
+    os.makedirs(data_dir, exist_ok=True)
+    shards, wanted = [], set()
+    for index, (result, written) in enumerate(parts):
+        name = shard_file_name(index, len(parts))
+        wanted.add(name)
+        source = os.path.join(parts_directory(work_dir, config_name), written.name)
+        target = os.path.join(data_dir, name)
+        _link_or_copy(source, target)
+        shards.append(WrittenFile(f"data/{config_name}/{name}", written.num_rows, written.num_bytes, written.arrow_bytes))
+    for name in os.listdir(data_dir):
+        if name not in wanted:
+            os.remove(os.path.join(data_dir, name))
+    ledger = BadRecordLedger(policy="skip")
+    for result in results:
+        ledger.merge(BadRecordLedger.from_dict(result.ledger))
+    return ConfigBuild(config_name, shards, ledger)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    if os.path.exists(target):
+        if os.path.samefile(source, target):
+            return
+        os.remove(target)
+    try:
+        os.link(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, target)
+

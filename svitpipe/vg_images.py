@@ -1,0 +1,93 @@
+"""Visual Genome image bytes by ``image_id``, from ``raw/images.zip`` / ``raw/images2.zip`` or their folders.
+
+An image lives in exactly one of ``VG_100K`` and ``VG_100K_2``, so a lookup tries both. A zip is opened once per
+reader (its central directory, about 5 MB for 64K images, tells where every member is) and members are read by
+random access, so a remote zip is never downloaded whole: each image costs one ranged read.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from typing import Optional
+
+from datasets.download.download_config import DownloadConfig
+from datasets.utils.file_utils import xjoin, xopen
+
+VG_FOLDERS = ("VG_100K", "VG_100K_2")
+_MEMBER = re.compile(r"(?:^|/)(VG_100K(?:_2)?)/(\d+)\.jpg$")
+
+
+@dataclass(frozen=True)
+class ImageLocation:
+    """Where one VG folder's images are: a zip archive (``kind="zip"``) or an extracted folder (``kind="folder"``).
+
+    Attributes:
+        folder: ``VG_100K`` or ``VG_100K_2``.
+        kind: ``"zip"`` or ``"folder"``.
+        url: local path or fsspec URL of the zip or of the folder.
+    """
+
+    folder: str
+    kind: str
+    url: str
+
+
+class VGImageReader:
+    """Reads image bytes by id; open it with ``with`` so that zip handles are closed."""
+
+    def __init__(self, locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None):
+        self.locations = locations
+        self.download_config = download_config
+        self._zips: dict[str, tuple[zipfile.ZipFile, dict[int, zipfile.ZipInfo]]] = {}
+        self._open_files = []
+
+    def __enter__(self) -> "VGImageReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for archive, _ in self._zips.values():
+            archive.close()
+        for file in self._open_files:
+            file.close()
+        self._zips.clear()
+        self._open_files.clear()
+
+    def read(self, image_id: int) -> Optional[tuple[str, bytes]]:
+        """``(relative path, bytes)`` of the image, e.g. ``("VG_100K/2354786.jpg", b"...")``; None if absent."""
+        for location in self.locations:
+            if location.kind == "zip":
+                archive, members = self._zip(location)
+                info = members.get(image_id)
+                if info is not None:
+                    return f"{location.folder}/{image_id}.jpg", archive.read(info)
+            else:
+                try:
+                    with xopen(xjoin(location.url, f"{image_id}.jpg"), "rb", download_config=self.download_config) as f:
+                        return f"{location.folder}/{image_id}.jpg", f.read()
+                except FileNotFoundError:
+                    continue
+        return None
+
+    def where(self) -> str:
+        return " or ".join(
+            f"{location.url}" + (f" ({location.folder}/)" if location.kind == "zip" else "")
+            for location in self.locations
+        )
+
+    def _zip(self, location: ImageLocation):
+        if location.url not in self._zips:
+            file = xopen(location.url, "rb", download_config=self.download_config)
+            self._open_files.append(file)
+            archive = zipfile.ZipFile(file)
+            members = {}
+            for info in archive.infolist():
+                match = _MEMBER.search(info.filename)
+                if match and match.group(1) == location.folder:
+                    members[int(match.group(2))] = info
+            self._zips[location.url] = (archive, members)
+        return self._zips[location.url]
