@@ -34,6 +34,7 @@ from svitpipe.sa1b_caption_index import load_or_build_caption_index
 from svitpipe.sa1b_examples import TarShard, generate_sa1b_examples
 from svitpipe.sources import locate_sa1b_tars, locate_svit_files
 from svitpipe.svit_examples import generate_svit_examples
+from svitpipe.vg_images import total_image_bytes
 
 logger = datasets.utils.logging.get_logger(__name__)
 
@@ -56,7 +57,10 @@ class SVITInternVLConfig(datasets.BuilderConfig):
             lines of other tars are left out and counted under ``tar-not-selected``. None: every tar the captions use.
         sa1b_index_dir: where the captions-by-tar index is cached; None: ``<cache_dir>/svit_internvl_caption_index``.
         svit_num_shards: how many shards an SVIT subset is split into (record ``i`` goes to shard
-            ``i % svit_num_shards``), so that DataLoader workers and ``num_proc`` processes share the work.
+            ``i % svit_num_shards``), so that DataLoader workers and ``num_proc`` processes share the work. None
+            (default): a multiple of 8, at least 16, with about ``svit_shard_bytes`` of images per shard.
+        svit_shard_bytes: image bytes aimed at per SVIT shard when ``svit_num_shards`` is None (the total is read
+            from the image zips' directories, not from the images).
         on_bad_record: ``"raise"`` (default): stop at the first record that cannot become an example, naming the
             file, record and problem. ``"skip"``: log it, count it under its reason, go on.
         image_check: ``"header"`` (default): parse the image header and check JPEGs are not truncated.
@@ -68,7 +72,8 @@ class SVITInternVLConfig(datasets.BuilderConfig):
     sa1b_images_source: Optional[str] = None
     sa1b_tars: Optional[tuple] = None
     sa1b_index_dir: Optional[str] = None
-    svit_num_shards: int = 16
+    svit_num_shards: Optional[int] = None
+    svit_shard_bytes: int = 400 * 1000 * 1000
     on_bad_record: str = "raise"
     image_check: str = "header"
 
@@ -78,7 +83,7 @@ class SVITInternVLConfig(datasets.BuilderConfig):
             raise ValueError(f"on_bad_record must be one of {BAD_RECORD_POLICIES}, got {self.on_bad_record!r}")
         if self.image_check not in IMAGE_CHECKS:
             raise ValueError(f"image_check must be one of {IMAGE_CHECKS}, got {self.image_check!r}")
-        if not isinstance(self.svit_num_shards, int) or self.svit_num_shards < 1:
+        if self.svit_num_shards is not None and (not isinstance(self.svit_num_shards, int) or self.svit_num_shards < 1):
             raise ValueError(f"svit_num_shards must be a positive integer, got {self.svit_num_shards!r}")
         if self.sa1b_tars is not None:
             self.sa1b_tars = tuple(sorted(set(self.sa1b_tars)))
@@ -120,7 +125,9 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
             replace(location, url=dl_manager.download(location.url)) if location.kind == "zip" else location
             for location in files.images
         )
-        num_shards = self.config.svit_num_shards
+        num_shards = self.config.svit_num_shards or svit_shard_count(
+            total_image_bytes(files.images, download_config), self.config.svit_shard_bytes
+        )
         return {
             "shard_indices": list(range(num_shards)),  # the one list: datasets shards over it
             "num_shards": num_shards,
@@ -224,6 +231,12 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
         if ledger.total_skipped:
             logger.warning(f"{self.config.name}: {ledger.summary()}")
         self.bad_record_ledger.merge(ledger)
+
+
+def svit_shard_count(image_bytes: int, shard_bytes: int) -> int:
+    """Shards for an SVIT subset: about ``shard_bytes`` of images each, at least 16, a multiple of 8."""
+    wanted = max(16, -(-image_bytes // max(shard_bytes, 1)))
+    return -(-wanted // 8) * 8
 
 
 def _absolute(root: str) -> str:

@@ -91,8 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     layout.add_argument("--max-shard-size", default="500MB", help="Largest Parquet shard (e.g. 500MB, 2GB).")
     layout.add_argument("--rows-per-row-group", type=int, default=DEFAULT_ROWS_PER_ROW_GROUP,
                         help="Rows per Parquet row group (small groups keep the Dataset Viewer and random access fast).")
-    layout.add_argument("--svit-num-shards", type=int, default=16,
-                        help="Units of work per SVIT config (each gives one or more shards).")
+    layout.add_argument("--svit-num-shards", type=int, default=None,
+                        help="Units of work per SVIT config (each gives one or more shards). Default: a multiple of "
+                        "8, at least 16, sized from the image archives so each unit fits in one shard.")
     layout.add_argument("--num-proc", type=int, default=1, help="Worker processes building units in parallel.")
     args = parser.parse_args(argv)
     if not args.local_dir and not args.repo_id:
@@ -114,6 +115,7 @@ def builder_kwargs(args: argparse.Namespace, work_dir: str) -> dict:
         "on_bad_record": args.on_bad_record,
         "image_check": args.image_check,
         "svit_num_shards": args.svit_num_shards,
+        "svit_shard_bytes": int(0.8 * convert_file_size_to_int(args.max_shard_size)),
         "cache_dir": os.path.join(work_dir, "datasets"),
         "sa1b_index_dir": os.path.join(work_dir, "caption-index"),
     }
@@ -136,7 +138,7 @@ def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: P
                 on_row_group(result.num_rows, result.num_bytes)
 
         results = run_units_locally(units, kwargs, work_dir, layout, num_proc, on_result, on_row_group)
-    build = finalize_config(name, results, work_dir, out_dir)
+    build = finalize_config(name, results, work_dir, out_dir, layout)
     build.ledger.merge(builder.preflight_ledger)
     return build, time.perf_counter() - started
 

@@ -100,6 +100,13 @@ def writer_options(features: Features, layout: ParquetLayout) -> dict:
     return options
 
 
+def open_parquet_writer(sink, features: Features, layout: ParquetLayout) -> pq.ParquetWriter:
+    writer = pq.ParquetWriter(sink, features.arrow_schema, **writer_options(features, layout))
+    if layout.content_defined_chunking:
+        writer.add_key_value_metadata({"content_defined_chunking": json.dumps(DEFAULT_CDC_OPTIONS)})
+    return writer
+
+
 class ShardWriter:
     """Writes encoded examples to ``<directory>/<prefix>-NNNNN.parquet``, starting a new file before the size limit."""
 
@@ -117,7 +124,6 @@ class ShardWriter:
         self.features = features
         self.layout = layout
         self.schema = features.arrow_schema
-        self.options = writer_options(features, layout)
         self.files: list[WrittenFile] = []
         self._rows: list[dict] = []
         self._sink: Optional[pa.OSFile] = None
@@ -159,9 +165,7 @@ class ShardWriter:
 
     def _open_file(self) -> None:
         self._sink = pa.OSFile(os.path.join(self.directory, self._current_name()), "wb")
-        self._writer = pq.ParquetWriter(self._sink, self.schema, **self.options)
-        if self.layout.content_defined_chunking:
-            self._writer.add_key_value_metadata({"content_defined_chunking": json.dumps(DEFAULT_CDC_OPTIONS)})
+        self._writer = open_parquet_writer(self._sink, self.features, self.layout)
         self._file_rows = 0
         self._file_arrow_bytes = 0
 
@@ -175,3 +179,12 @@ class ShardWriter:
         self.files.append(WrittenFile(name, self._file_rows, size, self._file_arrow_bytes))
         self._writer = None
         self._sink = None
+
+
+def write_table(path: str, table: pa.Table, features: Features, layout: ParquetLayout) -> WrittenFile:
+    """Write an Arrow table (already encoded rows) as one Parquet file with the layout's row groups and options."""
+    with pa.OSFile(path, "wb") as sink:
+        with open_parquet_writer(sink, features, layout) as writer:
+            for start in range(0, len(table), layout.rows_per_row_group):
+                writer.write_table(table.slice(start, layout.rows_per_row_group), row_group_size=layout.rows_per_row_group)
+    return WrittenFile(os.path.basename(path), len(table), os.path.getsize(path), table.nbytes)

@@ -18,11 +18,12 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from typing import Callable, Optional
 
+import pyarrow.parquet as pq
 from datasets.utils import logging
 
 from .bad_records import BadRecordLedger
 from .features import features_for
-from .parquet_shards import ParquetLayout, ShardWriter, WrittenFile
+from .parquet_shards import ParquetLayout, ShardWriter, WrittenFile, write_table
 
 logger = logging.get_logger(__name__)
 
@@ -188,18 +189,43 @@ def shard_file_name(index: int, count: int) -> str:
     return f"{SPLIT}-{index:05d}-of-{count:05d}.parquet"
 
 
-def finalize_config(config_name: str, results: list[UnitResult], work_dir: str, out_dir: str) -> ConfigBuild:
-    """Link the units' parts to ``out_dir/data/<config>/train-XXXXX-of-NNNNN.parquet`` and drop stale shards."""
-    parts = [(result, written) for result in results for written in result.files]
+PARALLEL_ROWS = 2048  # "a few thousand rows": from here on a config gets at least MIN_PARALLEL_SHARDS shards
+MIN_PARALLEL_SHARDS = 16
+SHARD_MULTIPLE = 8  # split_dataset_by_node hands out whole shards for 1, 2, 4 or 8 nodes
+
+
+def target_shard_count(num_rows: int, num_parts: int) -> int:
+    """How many shards a config gets: never fewer than its parts (each is under the size limit), at least 16 once
+    it has a few thousand rows, and a multiple of 8 wherever there are rows enough (one row at least per shard)."""
+    target = num_parts
+    if num_rows >= PARALLEL_ROWS:
+        target = max(target, MIN_PARALLEL_SHARDS)
+    rounded = -(-target // SHARD_MULTIPLE) * SHARD_MULTIPLE
+    return rounded if rounded <= num_rows else target
+
+
+def finalize_config(
+    config_name: str, results: list[UnitResult], work_dir: str, out_dir: str, layout: ParquetLayout
+) -> ConfigBuild:
+    """Make the config's shards from the units' parts and link them to
+    ``out_dir/data/<config>/train-XXXXX-of-NNNNN.parquet``, dropping shards left from earlier runs.
+
+    Parts are kept in unit order; to reach ``target_shard_count`` the part with the most bytes (of those with two
+    rows or more) is split in two, repeatedly, so shards stay under the size limit and the result depends only on
+    the parts.
+    """
+    directory = parts_directory(work_dir, config_name)
+    parts = [(directory, written) for result in results for written in result.files]
+    target = target_shard_count(sum(w.num_rows for _, w in parts), len(parts))
+    if len(parts) < target:
+        parts = _split_parts(parts, target, os.path.join(directory, "splits"), features_for(config_name), layout)
     data_dir = os.path.join(out_dir, "data", config_name)
     os.makedirs(data_dir, exist_ok=True)
     shards, wanted = [], set()
-    for index, (result, written) in enumerate(parts):
+    for index, (folder, written) in enumerate(parts):
         name = shard_file_name(index, len(parts))
         wanted.add(name)
-        source = os.path.join(parts_directory(work_dir, config_name), written.name)
-        target = os.path.join(data_dir, name)
-        _link_or_copy(source, target)
+        _link_or_copy(os.path.join(folder, written.name), os.path.join(data_dir, name))
         shards.append(WrittenFile(f"data/{config_name}/{name}", written.num_rows, written.num_bytes, written.arrow_bytes))
     for name in os.listdir(data_dir):
         if name not in wanted:
@@ -208,6 +234,26 @@ def finalize_config(config_name: str, results: list[UnitResult], work_dir: str, 
     for result in results:
         ledger.merge(BadRecordLedger.from_dict(result.ledger))
     return ConfigBuild(config_name, shards, ledger)
+
+
+def _split_parts(parts: list, target: int, split_dir: str, features, layout: ParquetLayout) -> list:
+    os.makedirs(split_dir, exist_ok=True)
+    parts = list(parts)
+    while len(parts) < target:
+        candidates = [i for i, (_, written) in enumerate(parts) if written.num_rows >= 2]
+        if not candidates:
+            break
+        position = max(candidates, key=lambda i: (parts[i][1].num_bytes, -i))
+        folder, written = parts[position]
+        table = pq.read_table(os.path.join(folder, written.name))
+        half = written.num_rows // 2
+        stem = written.name.removesuffix(".parquet")
+        pieces = [
+            (split_dir, write_table(os.path.join(split_dir, f"{stem}.{suffix}.parquet"), piece, features, layout))
+            for suffix, piece in (("a", table.slice(0, half)), ("b", table.slice(half)))
+        ]
+        parts[position : position + 1] = pieces
+    return parts
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from datasets.download.download_config import DownloadConfig
-from datasets.utils.file_utils import xjoin, xopen
+from datasets.utils.file_utils import _prepare_path_and_storage_options, xjoin, xopen
 
 VG_FOLDERS = ("VG_100K", "VG_100K_2")
 _MEMBER = re.compile(r"(?:^|/)(VG_100K(?:_2)?)/(\d+)\.jpg$")
@@ -91,3 +91,19 @@ class VGImageReader:
                     members[int(match.group(2))] = info
             self._zips[location.url] = (archive, members)
         return self._zips[location.url]
+
+
+def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None) -> int:
+    """Bytes of all VG images at ``locations`` (zip central directories or folder listings; nothing is read)."""
+    total = 0
+    for location in locations:
+        if location.kind == "zip":
+            with xopen(location.url, "rb", download_config=download_config) as file, zipfile.ZipFile(file) as archive:
+                total += sum(info.file_size for info in archive.infolist() if _MEMBER.search(info.filename))
+        else:
+            import fsspec
+
+            path, storage_options = _prepare_path_and_storage_options(location.url, download_config=download_config)
+            fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
+            total += sum(entry["size"] for entry in fs.ls(fs_path, detail=True) if entry["type"] == "file")
+    return total
