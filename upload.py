@@ -11,7 +11,9 @@ caption index) lives in ``<local-dir>/.cache/`` so an interrupted build resumes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -25,7 +27,8 @@ from svitpipe.features import CONFIGS
 from svitpipe.image_checks import IMAGE_CHECKS
 from svitpipe.parquet_shards import DEFAULT_ROWS_PER_ROW_GROUP, ParquetLayout
 from svitpipe.publish_checks import verify_published_folder
-from svitpipe.shard_units import finalize_config, make_builder, plan_units, run_units_locally
+from svitpipe.engines import ENGINES, Throughput, ray_session, run_local, run_ray
+from svitpipe.shard_units import finalize_config, make_builder, plan_units
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 SAMPLE_SOURCES = {
@@ -94,7 +97,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     layout.add_argument("--svit-num-shards", type=int, default=None,
                         help="Units of work per SVIT config (each gives one or more shards). Default: a multiple of "
                         "8, at least 16, sized from the image archives so each unit fits in one shard.")
-    layout.add_argument("--num-proc", type=int, default=1, help="Worker processes building units in parallel.")
+    layout.add_argument("--num-proc", type=int, default=1,
+                        help="Worker processes building units in parallel (with --engine ray and no --ray-address: "
+                        "CPUs of the local Ray cluster).")
+    layout.add_argument("--engine", choices=ENGINES, default="local",
+                        help="Run units of work on this machine, or as Ray tasks (pip install -r requirements-ray.txt).")
+    layout.add_argument("--ray-address", help="Ray cluster to join (e.g. ray://head:10001); default: a local cluster. "
+                        "Workers must see --local-dir (a shared filesystem).")
+    layout.add_argument("--retries", type=int, default=2, help="Extra attempts for a failing unit before it is reported.")
     args = parser.parse_args(argv)
     if not args.local_dir and not args.repo_id:
         parser.error("give --local-dir, --repo-id, or both")
@@ -121,10 +131,13 @@ def builder_kwargs(args: argparse.Namespace, work_dir: str) -> dict:
     }
 
 
-def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: ParquetLayout, num_proc: int):
+def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: ParquetLayout, args):
+    """Build one config with the chosen engine; return (build, failed units, seconds)."""
     builder = make_builder(name, kwargs)
     units = plan_units(builder)
     started = time.perf_counter()
+    in_process = args.engine == "local" and args.num_proc <= 1
+    throughput = Throughput(len(units))
     with tqdm(desc=name, unit=" rows", total=None, dynamic_ncols=True) as bar:
         written = {"bytes": 0}
 
@@ -134,13 +147,22 @@ def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: P
             bar.set_postfix_str(_human_bytes(written["bytes"]))
 
         def on_result(result) -> None:
-            if num_proc > 1 or result.reused:
+            progress = throughput.add(result)
+            if not in_process or result.reused:
                 on_row_group(result.num_rows, result.num_bytes)
+            if not in_process:
+                bar.set_postfix_str(progress)
 
-        results = run_units_locally(units, kwargs, work_dir, layout, num_proc, on_result, on_row_group)
-    build = finalize_config(name, results, work_dir, out_dir, layout)
+        if args.engine == "ray":
+            run = run_ray(units, kwargs, work_dir, layout, address=args.ray_address, num_cpus=args.num_proc,
+                          retries=args.retries, on_result=on_result)
+        else:
+            run = run_local(units, kwargs, work_dir, layout, num_proc=args.num_proc, retries=args.retries,
+                            on_result=on_result, on_row_group=on_row_group)
+    build = finalize_config(name, run.succeeded, work_dir, out_dir, layout)
     build.ledger.merge(builder.preflight_ledger)
-    return build, time.perf_counter() - started
+    build.failed_units = [failure.key for failure in run.failures]
+    return build, run.failures, time.perf_counter() - started
 
 
 def _human_bytes(size: float) -> str:
@@ -177,9 +199,11 @@ def main(argv=None) -> int:
     )
     kwargs = builder_kwargs(args, work_dir)
     os.makedirs(out_dir, exist_ok=True)
-    builds, seconds = {}, {}
-    for name in args.configs:
-        builds[name], seconds[name] = build_config(name, kwargs, work_dir, out_dir, layout, args.num_proc)
+    builds, seconds, failures = {}, {}, []
+    with ray_session(args.ray_address, args.num_proc) if args.engine == "ray" else contextlib.nullcontext():
+        for name in args.configs:
+            builds[name], failed, seconds[name] = build_config(name, kwargs, work_dir, out_dir, layout, args)
+            failures += failed
     data_root = os.path.join(out_dir, "data")
     for leftover in sorted(set(os.listdir(data_root)) - set(builds)):
         print(f"removing data/{leftover}/: not built in this run")
@@ -189,6 +213,12 @@ def main(argv=None) -> int:
     verify_published_folder(out_dir, list(builds), max_rows_per_row_group=args.rows_per_row_group)
     print(summary_table(builds, seconds))
     print(f"\nverified: {out_dir}  (load with datasets.load_dataset({args.local_dir!r}, <config>))")
+    if failures:
+        print(f"\n{len(failures)} unit(s) failed after {args.retries + 1} attempt(s); the others are built:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure.config_name}/{failure.key}: {failure.error}", file=sys.stderr)
+        command = " ".join(shlex.quote(part) for part in [sys.executable, *sys.argv])
+        print(f"Fix the cause, then redo only those (finished units are reused):\n  {command}", file=sys.stderr)
     if args.repo_id:
         from huggingface_hub import HfApi
 
@@ -201,7 +231,7 @@ def main(argv=None) -> int:
         print(f"pushed to {args.repo_id}: {len(report.uploaded)} file(s) sent, {report.unchanged} unchanged, "
               f"{len(report.deleted)} deleted, {len(report.commits)} commit(s)" +
               (f", pull request {report.pr_url}" if report.pr_url else ""))
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

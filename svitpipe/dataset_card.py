@@ -161,6 +161,9 @@ def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution:
     ]
     if skipped:
         parts += ["", *skipped]
+    incomplete = [f"- `{name}`: {', '.join(build.failed_units)}" for name, build in builds.items() if build.failed_units]
+    if incomplete:
+        parts += ["", "**Incomplete build.** These units of work failed and their rows are missing:", "", *incomplete]
     parts += [
         "",
         "## Loading",

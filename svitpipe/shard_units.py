@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from typing import Callable, Optional
 
 import pyarrow.parquet as pq
@@ -72,6 +70,7 @@ class ConfigBuild:
     config_name: str
     shards: list
     ledger: BadRecordLedger = field(default_factory=BadRecordLedger)
+    failed_units: list = field(default_factory=list)
 
     @property
     def num_rows(self) -> int:
@@ -154,35 +153,6 @@ def _load_complete(stats_path: str, directory: str, unit: Unit) -> Optional[Unit
         if not os.path.exists(path) or os.path.getsize(path) != written.num_bytes:
             return None
     return UnitResult(unit.config_name, unit.key, files, stats["ledger"], reused=True)
-
-
-def run_units_locally(
-    units: list[Unit],
-    builder_kwargs: dict,
-    work_dir: str,
-    layout: ParquetLayout,
-    num_proc: int = 1,
-    on_result: Optional[Callable[[UnitResult], None]] = None,
-    on_row_group: Optional[Callable[[int, int], None]] = None,
-) -> list[UnitResult]:
-    """Build every unit in this process or in ``num_proc`` worker processes; results in unit order."""
-    results: dict[int, UnitResult] = {}
-    if num_proc <= 1 or len(units) <= 1:
-        for position, unit in enumerate(units):
-            results[position] = build_unit(unit, builder_kwargs, work_dir, layout, on_row_group)
-            if on_result:
-                on_result(results[position])
-    else:
-        with ProcessPoolExecutor(max_workers=num_proc, mp_context=get_context("spawn")) as pool:
-            futures = {
-                pool.submit(build_unit, unit, builder_kwargs, work_dir, layout): position
-                for position, unit in enumerate(units)
-            }
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if on_result:
-                    on_result(results[futures[future]])
-    return [results[position] for position in range(len(units))]
 
 
 def shard_file_name(index: int, count: int) -> str:
