@@ -219,7 +219,11 @@ def main(argv=None) -> int:
             print(f"  {failure.config_name}/{failure.key}: {failure.error}", file=sys.stderr)
         command = " ".join(shlex.quote(part) for part in [sys.executable, *sys.argv])
         print(f"Fix the cause, then redo only those (finished units are reused):\n  {command}", file=sys.stderr)
-    if args.repo_id:
+    if args.repo_id and failures:
+        # Pushing would replace what the repo holds with a build missing these units' rows (and delete their shards).
+        print(f"not pushed to {args.repo_id}: the build is incomplete; the push runs once every unit is built.",
+              file=sys.stderr)
+    elif args.repo_id:
         from huggingface_hub import HfApi
 
         from svitpipe.hub_publish import push_folder

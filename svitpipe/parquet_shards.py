@@ -107,6 +107,18 @@ def open_parquet_writer(sink, features: Features, layout: ParquetLayout) -> pq.P
     return writer
 
 
+def footer_bytes(features: Features, layout: ParquetLayout, table: Optional[pa.Table] = None) -> int:
+    """Bytes written after the last row group (page index, footer, magic) of a file holding no row group, or
+    ``table`` as its one row group; measured by writing it in memory."""
+    sink = pa.BufferOutputStream()
+    writer = open_parquet_writer(sink, features, layout)
+    if table is not None:
+        writer.write_table(table, row_group_size=len(table))
+    data_end = sink.tell()
+    writer.close()
+    return sink.tell() - data_end
+
+
 class ShardWriter:
     """Writes encoded examples to ``<directory>/<prefix>-NNNNN.parquet``, starting a new file before the size limit."""
 
@@ -130,7 +142,12 @@ class ShardWriter:
         self._writer: Optional[pq.ParquetWriter] = None
         self._file_rows = 0
         self._file_arrow_bytes = 0
+        self._file_groups = 0
         self._largest_group = 0
+        # The footer (page index, row group metadata, schema) is written when a file is closed and counts towards
+        # its size: the part every file has is measured exactly, the part each row group adds on the first group.
+        self._fixed_footer = footer_bytes(features, layout)
+        self._group_footer: Optional[int] = None
         os.makedirs(directory, exist_ok=True)
 
     def add(self, example: dict) -> None:
@@ -147,7 +164,9 @@ class ShardWriter:
     def _write_row_group(self) -> None:
         table = pa.Table.from_pylist(self._rows, schema=self.schema)
         self._rows = []
-        if self._writer is not None and self._sink.tell() + self._largest_group > self.layout.max_shard_bytes:
+        if self._group_footer is None:
+            self._group_footer = footer_bytes(self.features, self.layout, table) - self._fixed_footer
+        if self._writer is not None and self._size_with(table) > self.layout.max_shard_bytes:
             self._close_file()
         if self._writer is None:
             self._open_file()
@@ -159,6 +178,14 @@ class ShardWriter:
             self.on_row_group(len(table), written)
         self._file_rows += len(table)
         self._file_arrow_bytes += table.nbytes
+        self._file_groups += 1
+
+    def _size_with(self, table: pa.Table) -> int:
+        """The current file's size once closed, were ``table`` added: the group's bytes are bounded by the largest
+        group so far and by its Arrow size; each group's footer share is doubled (statistics vary by group)."""
+        groups = self._file_groups + 1
+        data = self._sink.tell() + max(self._largest_group, table.nbytes)
+        return data + self._fixed_footer + 2 * groups * self._group_footer
 
     def _current_name(self) -> str:
         return f"{self.prefix}-{len(self.files):05d}.parquet"
@@ -168,14 +195,18 @@ class ShardWriter:
         self._writer = open_parquet_writer(self._sink, self.features, self.layout)
         self._file_rows = 0
         self._file_arrow_bytes = 0
+        self._file_groups = 0
 
     def _close_file(self) -> None:
         if self._writer is None:
             return
         name = self._current_name()
+        data_end = self._sink.tell()
         self._writer.close()
         self._sink.close()
         size = os.path.getsize(os.path.join(self.directory, name))
+        per_group = -(-(size - data_end - self._fixed_footer) // max(self._file_groups, 1))
+        self._group_footer = max(self._group_footer or 0, per_group)
         self.files.append(WrittenFile(name, self._file_rows, size, self._file_arrow_bytes))
         self._writer = None
         self._sink = None

@@ -10,6 +10,7 @@ with retries, gives the same result, and a re-run skips every unit whose parts a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -121,7 +122,8 @@ def build_unit(
         raise ValueError(f"unit key {unit.key!r} is not a safe file name")
     directory = parts_directory(work_dir, unit.config_name)
     stats_path = os.path.join(directory, f"{unit.key}.json")
-    reused = _load_complete(stats_path, directory, unit)
+    fingerprint = unit_fingerprint(unit, builder_kwargs, layout)
+    reused = _load_complete(stats_path, directory, unit, fingerprint)
     if reused is not None:
         return reused
     os.makedirs(directory, exist_ok=True)
@@ -137,16 +139,30 @@ def build_unit(
     result = UnitResult(unit.config_name, unit.key, files, ledger.to_dict())
     temporary = f"{stats_path}.tmp"
     with open(temporary, "w", encoding="utf-8") as f:
-        json.dump({"files": [asdict(f) for f in files], "ledger": result.ledger}, f, indent=1)
+        json.dump({"fingerprint": fingerprint, "files": [asdict(f) for f in files], "ledger": result.ledger}, f, indent=1)
     os.replace(temporary, stats_path)  # written last: its presence marks the unit complete
     return result
 
 
-def _load_complete(stats_path: str, directory: str, unit: Unit) -> Optional[UnitResult]:
+# Builder options that say where caches live, not what a unit writes.
+_NOT_IN_FINGERPRINT = ("cache_dir", "sa1b_index_dir")
+
+
+def unit_fingerprint(unit: Unit, builder_kwargs: dict, layout: ParquetLayout) -> str:
+    """What a unit's files depend on besides its key: the sources and builder options, and the Parquet layout.
+    A unit finished under another fingerprint (other sources, ``--image-check``, shard size...) is built again."""
+    options = {key: value for key, value in builder_kwargs.items() if key not in _NOT_IN_FINGERPRINT}
+    payload = {"config": unit.config_name, "key": unit.key, "options": options, "layout": asdict(layout)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _load_complete(stats_path: str, directory: str, unit: Unit, fingerprint: str) -> Optional[UnitResult]:
     if not os.path.exists(stats_path):
         return None
     with open(stats_path, encoding="utf-8") as f:
         stats = json.load(f)
+    if stats.get("fingerprint") != fingerprint:
+        return None
     files = [WrittenFile(**entry) for entry in stats["files"]]
     for written in files:
         path = os.path.join(directory, written.name)

@@ -1,8 +1,10 @@
 """SVIT source -> examples: stream one subset's JSON array, join each record with its Visual Genome image.
 
 A subset is split into ``num_shards`` shards by record index (record ``i`` belongs to shard ``i % num_shards``).
-Every shard streams the whole array but decodes only its own records, so shards need no index of the file and any
-number of workers can share a subset; the array is small next to the images each shard reads.
+Every shard streams the whole array but builds only its own records, so shards need no index of the file and any
+number of workers can share a subset; the array is small next to the images each shard reads. Every shard notes the
+``image_id`` of every record, so that a repeated ``image_id`` is found the same way however the subset is sharded
+(the first record with a valid ``image_id`` keeps it; later ones are duplicates).
 """
 
 from __future__ import annotations
@@ -61,8 +63,13 @@ def generate_svit_examples(
     with open_annotation(annotation, annotation_in_zip, download_config) as (source, stream), VGImageReader(
         images, download_config
     ) as image_reader:
-        elements = _naming_source(iter_json_array(stream, select=lambda index: index % num_shards in wanted), source)
+        elements = _naming_source(iter_json_array(stream), source)
         for element in elements:
+            if element.index % num_shards not in wanted:  # another shard's record: only note its image_id
+                if element.ok:
+                    with contextlib.suppress(InvalidRecord):
+                        seen_ids.setdefault(read_image_id(element.value), element.index)
+                continue
             ledger.records_read += 1
             location = f"record {element.index} (byte {element.offset})"
             if not element.ok:
@@ -70,6 +77,7 @@ def generate_svit_examples(
                 continue
             try:
                 image_id = read_image_id(element.value)
+                first_index = seen_ids.setdefault(image_id, element.index)
                 location = f"record {element.index} (image_id {image_id})"
                 conversations = svit_conversations(
                     element.value, conversation_extra_keys=extra_keys, with_regions=with_regions
@@ -77,8 +85,8 @@ def generate_svit_examples(
             except InvalidRecord as err:
                 ledger.bad(source, location, err.reason, err.detail)
                 continue
-            if image_id in seen_ids:
-                ledger.bad(source, location, DUPLICATE_ID, f"image_id {image_id} already at record {seen_ids[image_id]}")
+            if first_index != element.index:
+                ledger.bad(source, location, DUPLICATE_ID, f"image_id {image_id} already at record {first_index}")
                 continue
             found = image_reader.read(image_id)
             if found is None:
@@ -90,7 +98,6 @@ def generate_svit_examples(
             except CorruptImage as err:
                 ledger.bad(source, location, CORRUPT_IMAGE, f"{image_path}: {err}")
                 continue
-            seen_ids[image_id] = element.index
             ledger.examples_written += 1
             yield element.index % num_shards, element.index, {
                 "id": str(image_id),

@@ -9,6 +9,8 @@ import time, so the code under test must run in its own interpreter.
 
     with serve_dataset_repos({"acme/tiny": folder}, workdir) as endpoint:
         out = run_with_hub("import datasets; print(datasets.get_dataset_config_names('acme/tiny'))", endpoint)
+
+``serve_git_repos({"acme/pushed": git_dir}, workdir)`` serves existing git repositories as they are.
 """
 
 import contextlib
@@ -110,6 +112,13 @@ def _get_status(url: str) -> Optional[int]:
         return None
 
 
+def _mirror_path(mirrors: Path, repo_id: str) -> Path:
+    org, sep, name = repo_id.partition("/")
+    if not sep or not org or not name or "/" in name:
+        raise ValueError(f"repo id must look like 'org/name', got {repo_id!r}")
+    return mirrors / "datasets" / org / name
+
+
 @contextlib.contextmanager
 def serve_dataset_repos(
     repos: Mapping[str, Union[str, Path]],
@@ -124,11 +133,35 @@ def serve_dataset_repos(
     workdir = Path(workdir).resolve()
     mirrors = workdir / "mirrors"
     for repo_id, folder in repos.items():
-        org, sep, name = repo_id.partition("/")
-        if not sep or not org or not name or "/" in name:
-            raise ValueError(f"repo id must look like 'org/name', got {repo_id!r}")
-        make_git_mirror(folder, mirrors / "datasets" / org / name)
+        make_git_mirror(folder, _mirror_path(mirrors, repo_id))
+    with _serve_mirrors(mirrors, list(repos), workdir, timeout) as endpoint:
+        yield endpoint
 
+
+@contextlib.contextmanager
+def serve_git_repos(
+    repos: Mapping[str, Union[str, Path]],
+    workdir: Union[str, Path],
+    timeout: float = 30.0,
+) -> Iterator[str]:
+    """Serve existing git repositories (bare or not) as the dataset repos named by the keys; yield the endpoint.
+
+    Each repository is cloned with ``git clone --mirror``, so every branch and ref (``refs/pr/N``) is served as
+    committed, and its default branch is the one its ``HEAD`` names.
+    """
+    workdir = Path(workdir).resolve()
+    mirrors = workdir / "mirrors"
+    for repo_id, git_dir in repos.items():
+        dest = _mirror_path(mirrors, repo_id)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _git(["clone", "-q", "--mirror", str(Path(git_dir).resolve()), str(dest)], dest.parent)
+    with _serve_mirrors(mirrors, list(repos), workdir, timeout) as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def _serve_mirrors(mirrors: Path, repo_ids, workdir: Path, timeout: float) -> Iterator[str]:
+    """Start the server over the mirror tree ``mirrors``; yield the endpoint once every repo answers."""
     port = _free_port()
     config = workdir / "olah.toml"
     _write_config(config, port, mirrors, workdir / "olah-cache")
@@ -145,7 +178,7 @@ def serve_dataset_repos(
         )
     try:
         deadline = time.monotonic() + timeout
-        pending = list(repos)
+        pending = list(repo_ids)
         while pending:
             if process.poll() is not None:
                 raise RuntimeError(

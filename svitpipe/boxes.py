@@ -1,0 +1,268 @@
+"""Conversions between the box forms SVIT's referring text is used in, and rendering a turn in any of them.
+
+A box is ``(x1, y1, x2, y2)``: top-left and bottom-right corners, x along the width, y along the height.
+
+Forms:
+
+* **normalized** (what SVIT stores): floats in 0-1 of the image's own width (x) and height (y).
+* **pixels**: ``(x * width, y * height)`` as floats (no rounding).
+* **thousandths**: integers 0-1000, ``round(v * 1000)`` clamped; the grounding form of InternVL and Qwen-VL.
+* **llava_square**: LLaVA-v1.5's form, relative to the image padded (centred) to a square of side
+  ``max(width, height)``, rounded to 3 decimals, as LLaVA-v1.5's SVIT data writes it.
+
+All functions are pure; ``round`` is Python's (ties to even), as upstream's converter used it.
+
+Normalized inputs are read at float32 precision (:func:`as_written`): the ``boxes`` column is float32, so a stored
+``0.95`` comes back as ``0.949999988079071``; taking each value as the shortest decimal with the same float32 gives
+back the ``0.95`` upstream wrote, so conversions of stored boxes equal conversions of the upstream text (``0.95 * 50``
+is 47.5, a tie that rounds to 48; ``0.949999988079071 * 50`` would round to 47). This moves a float64 input by less
+than 6e-8, far below any form's resolution.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence, Union
+
+import numpy as np
+
+from .referring_regions import Region
+
+__all__ = [
+    "BOX_FORMS",
+    "as_written",
+    "format_box",
+    "format_number",
+    "from_llava_square",
+    "from_pixels",
+    "from_thousandths",
+    "llava_square_error_bound",
+    "render_reference",
+    "render_referring_text",
+    "to_llava_square",
+    "to_pixels",
+    "to_thousandths",
+]
+
+BOX_FORMS = ("normalized", "llava_square", "pixels", "thousandths")
+LLAVA_SQUARE_DECIMALS = 3
+
+Box = Sequence[float]
+RegionLike = Union[Region, Mapping[str, Any]]
+
+
+def _check_box(box: Box) -> tuple:
+    box = tuple(box)
+    if len(box) != 4:
+        raise ValueError(f"a box has 4 values (x1, y1, x2, y2), got {len(box)}: {box!r}")
+    return box
+
+
+def _check_size(width: Any, height: Any) -> None:
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer number of pixels, got {value!r}")
+
+
+def as_written(value: float) -> float:
+    """A normalized coordinate read at float32 precision: the shortest decimal whose float32 equals ``value``'s.
+
+    ``as_written(0.949999988079071) == 0.95`` (the float32 of 0.95, widened); ``as_written(0.95) == 0.95``.
+    """
+    return float(np.format_float_positional(np.float32(value), unique=True))
+
+
+def _read_normalized(box: Box) -> tuple[float, ...]:
+    return tuple(as_written(v) for v in _check_box(box))
+
+
+def to_pixels(box: Box, width: int, height: int) -> tuple[float, ...]:
+    """Normalized -> pixels: ``(x1 * width, y1 * height, x2 * width, y2 * height)``, unrounded floats (values read by
+    :func:`as_written`)."""
+    _check_size(width, height)
+    x1, y1, x2, y2 = _read_normalized(box)
+    return (x1 * width, y1 * height, x2 * width, y2 * height)
+
+
+def from_pixels(box: Box, width: int, height: int) -> tuple[float, ...]:
+    """Pixels -> normalized: ``(x1 / width, y1 / height, x2 / width, y2 / height)``; inverse of :func:`to_pixels`."""
+    _check_size(width, height)
+    x1, y1, x2, y2 = _check_box(box)
+    return (float(x1) / width, float(y1) / height, float(x2) / width, float(y2) / height)
+
+
+def to_thousandths(box: Box) -> tuple[int, ...]:
+    """Normalized -> integers 0-1000: ``round(v * 1000)`` clamped to 0..1000 (values read by :func:`as_written`)."""
+    return tuple(min(1000, max(0, round(v * 1000))) for v in _read_normalized(box))
+
+
+def from_thousandths(box: Box) -> tuple[float, ...]:
+    """Integers 0-1000 -> normalized: ``v / 1000``. ``from_thousandths(to_thousandths(b))`` is within 0.0005 of ``b``
+    for boxes in 0-1."""
+    return tuple(float(v) / 1000 for v in _check_box(box))
+
+
+def _square_padding(width: int, height: int) -> tuple[int, int, int]:
+    """``(side, x offset, y offset)`` of the image inside LLaVA-v1.5's centred square padding."""
+    side = max(width, height)
+    return side, (side - width) // 2, (side - height) // 2
+
+
+def to_llava_square(box: Box, width: int, height: int) -> tuple[float, ...]:
+    """Normalized -> LLaVA-v1.5 padded square, exactly as upstream converts SVIT's boxes.
+
+    Pixels ``round(x * width)``, ``round(y * height)``; the image is centred in a square of side
+    ``s = max(width, height)``, so ``(s - width) // 2`` is added to x pixels when ``width < height`` and
+    ``(s - height) // 2`` to y pixels when ``height < width``; each value is divided by ``s`` and rounded to 3
+    decimals. Values are read by :func:`as_written`, so stored float32 boxes convert as upstream's text does.
+    """
+    _check_size(width, height)
+    x1, y1, x2, y2 = _read_normalized(box)
+    side, pad_x, pad_y = _square_padding(width, height)
+    pixels = (
+        round(x1 * width) + pad_x,
+        round(y1 * height) + pad_y,
+        round(x2 * width) + pad_x,
+        round(y2 * height) + pad_y,
+    )
+    return tuple(round(p / side, LLAVA_SQUARE_DECIMALS) for p in pixels)
+
+
+def from_llava_square(box: Box, width: int, height: int) -> tuple[float, ...]:
+    """LLaVA-v1.5 padded square -> normalized: the inverse of :func:`to_llava_square` up to its rounding.
+
+    ``x = (X * s - pad_x) / width`` and ``y = (Y * s - pad_y) / height`` with ``s = max(width, height)``, clamped
+    to 0-1 (the true value is in 0-1, so clamping only brings it closer).
+
+    Error bound: the 3-decimal rounding moves ``X * s`` by at most ``0.0005 * s`` pixels and the pixel rounding by
+    at most 0.5 pixel, so the result is within ``(0.0005 * s + 0.5) / width`` of the original x and
+    ``(0.0005 * s + 0.5) / height`` of the original y (:func:`llava_square_error_bound`); e.g. 640x480: 0.00128 in
+    x, 0.00171 in y (plus under 6e-8 from reading the input at float32 precision).
+    """
+    _check_size(width, height)
+    bx1, by1, bx2, by2 = _check_box(box)
+    side, pad_x, pad_y = _square_padding(width, height)
+
+    def back(value: float, pad: int, size: int) -> float:
+        return min(1.0, max(0.0, (float(value) * side - pad) / size))
+
+    return (back(bx1, pad_x, width), back(by1, pad_y, height), back(bx2, pad_x, width), back(by2, pad_y, height))
+
+
+def llava_square_error_bound(width: int, height: int) -> tuple[float, float]:
+    """``(x bound, y bound)``: the most ``from_llava_square(to_llava_square(b))`` can differ from ``b`` per axis."""
+    _check_size(width, height)
+    side = max(width, height)
+    slack = 0.5 * 10 ** -LLAVA_SQUARE_DECIMALS * side + 0.5
+    return slack / width, slack / height
+
+
+def format_number(value: Any, decimals: int | None = None) -> str:
+    """One coordinate as text, never in exponent notation (``parse_regions`` rejects exponents).
+
+    Integers (``int``, NumPy integers) are written as integers. Floats with ``decimals=None`` are written as the
+    shortest decimal that reads back as the same float32 (the ``boxes`` column is float32, so stored values come
+    back exactly, and float32 noise such as ``0.6200000047683716`` is written ``0.62``); a whole float keeps its
+    ``.0``. With ``decimals=N``, floats are rounded to N decimals first and written in the shortest form of that
+    (``round(0.5, 3)`` -> ``0.5``).
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"a box coordinate must be a number, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if not isinstance(value, (float, np.floating)):
+        raise TypeError(f"a box coordinate must be a number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"a box coordinate must be finite, got {value!r}")
+    if decimals is None:
+        text = np.format_float_positional(np.float32(value), unique=True, trim="0")
+    else:
+        text = np.format_float_positional(round(float(value), decimals), unique=True, trim="0")
+    return "0.0" if text == "-0.0" else text
+
+
+def format_box(box: Box, decimals: int | None = None) -> str:
+    """``[x1, y1, x2, y2]`` with ", " separators, each value by :func:`format_number`: ``"[0.12, 0.4, 0.55, 0.8]"``,
+    ``"[120, 400, 550, 800]"``. For normalized boxes in 0-1 the text parses back (``referring_regions``) to the same
+    float32 values when ``decimals`` is None."""
+    return "[" + ", ".join(format_number(v, decimals) for v in _check_box(box)) + "]"
+
+
+def _region_fields(region: RegionLike) -> tuple[str, list, int, int]:
+    if isinstance(region, Region):
+        return region.phrase, list(region.boxes), region.start, region.end
+    return region["phrase"], list(region["boxes"]), region["start"], region["end"]
+
+
+def _converted(box: Box, box_form: str, width: int | None, height: int | None) -> tuple:
+    if box_form == "normalized":
+        return _check_box(box)
+    if box_form == "thousandths":
+        return to_thousandths(box)
+    if width is None or height is None:
+        raise ValueError(f"box_form={box_form!r} needs the image's width and height")
+    if box_form == "pixels":
+        return to_pixels(box, width, height)
+    return to_llava_square(box, width, height)
+
+
+def render_reference(
+    phrase: str,
+    boxes: Iterable[Box],
+    *,
+    box_form: str = "normalized",
+    markers: bool = True,
+    width: int | None = None,
+    height: int | None = None,
+    decimals: int | None = None,
+) -> str:
+    """One reference: ``<st>phrase<ed> [..], [..]`` (``markers``) or ``phrase [..], [..]``, boxes in ``box_form``."""
+    if box_form not in BOX_FORMS:
+        raise ValueError(f"box_form must be one of {BOX_FORMS}, got {box_form!r}")
+    written = ", ".join(format_box(_converted(box, box_form, width, height), decimals) for box in boxes)
+    if not written:
+        raise ValueError(f"reference {phrase!r} has no boxes")
+    return (f"<st>{phrase}<ed>" if markers else phrase) + " " + written
+
+
+def render_referring_text(
+    text: str,
+    regions: Iterable[RegionLike],
+    *,
+    box_form: str = "normalized",
+    markers: bool = True,
+    width: int | None = None,
+    height: int | None = None,
+    decimals: int | None = None,
+) -> str:
+    """``text`` with every region's ``text[start:end]`` rewritten by :func:`render_reference`; all else unchanged.
+
+    ``regions`` are those of ``text`` (as stored in a row's ``regions``, or :class:`Region` objects from
+    ``parse_regions(text)``), in order and not overlapping; each must start with ``<st>phrase<ed>`` at its
+    ``start`` (a ``ValueError`` otherwise: regions of another text). ``box_form`` is ``"normalized"`` (as stored),
+    ``"llava_square"`` or ``"pixels"`` (both need ``width`` and ``height``: the row's) or ``"thousandths"``.
+    A reference becomes the phrase (in ``<st>``/``<ed>`` when ``markers``), one space, then its boxes joined by
+    ", ". With ``box_form="normalized"``, ``markers=True`` and ``decimals=None`` the result parses to the same
+    phrases and (float32) boxes, only the spacing inside references normalised, so offsets may shift.
+    """
+    if box_form not in BOX_FORMS:
+        raise ValueError(f"box_form must be one of {BOX_FORMS}, got {box_form!r}")
+    pieces = []
+    position = 0
+    for region in regions:
+        phrase, boxes, start, end = _region_fields(region)
+        if not position <= start < end <= len(text):
+            raise ValueError(
+                f"region {phrase!r} at {start}:{end} is out of order, overlapping or outside the text "
+                f"(length {len(text)}, previous region ends at {position})"
+            )
+        if not text.startswith(f"<st>{phrase}<ed>", start):
+            raise ValueError(f"text[{start}:{end}] = {text[start:end]!r} is not the reference to {phrase!r}")
+        pieces.append(text[position:start])
+        pieces.append(
+            render_reference(
+                phrase, boxes, box_form=box_form, markers=markers, width=width, height=height, decimals=decimals
+            )
+        )
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
