@@ -180,19 +180,35 @@ def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution:
         '    print(row["id"], row["caption"][:80])',
         "```",
         "",
-        "For training across nodes, split the stream by whole shards (keep the number of nodes a divisor of the "
-        "shard count, otherwise every node reads everything and skips):",
+        "### Training",
+        "",
+        "Every config has a shard count that splits evenly: at least 16 shards once a config has a few thousand "
+        "rows, and a multiple of 8 wherever the rows allow, so `split_dataset_by_node` hands whole shards to 1, 2, "
+        "4 or 8 nodes (otherwise every node reads everything and skips), and DataLoader workers get whole shards.",
         "",
         "```python",
+        "import torch",
+        "from datasets import load_dataset",
         "from datasets.distributed import split_dataset_by_node",
         "",
+        f'stream = load_dataset("{repo_id}", "{default}", split="train", streaming=True)',
         "stream = split_dataset_by_node(stream, rank=rank, world_size=world_size)",
-        "stream.set_epoch(epoch)  # reshuffles shards and the buffer each epoch",
+        "stream = stream.shuffle(seed=42, buffer_size=1_000)",
+        "loader = torch.utils.data.DataLoader(stream, num_workers=4, batch_size=None)",
+        "for epoch in range(epochs):",
+        "    stream.set_epoch(epoch)  # a new shard order and buffer shuffle each epoch",
+        "    for row in loader:",
+        "        ...",
         "```",
         "",
-        "A `torch.utils.data.DataLoader` with `num_workers=k` gives each worker whole shards; "
-        "`stream.state_dict()` / `stream.load_state_dict()` resume a stream mid-epoch (rows still in a shuffle buffer "
-        "when the state was saved are not replayed).",
+        "`stream.state_dict()` / `stream.load_state_dict(state)` resume a stream mid-epoch; without shuffle the "
+        "resumed stream continues exactly where it stopped. With a shuffle buffer, the rows that were in the buffer "
+        "when the state was taken are not restored: up to `buffer_size` rows can be lost and some repeated.",
+        "",
+        "The svit-internvl project also ships helpers that work on these rows with `.map()`: chat `messages` for "
+        "`apply_chat_template` / TRL (`svitpipe.chat_format`), LLaVA records and export (`svitpipe.llava_export`), "
+        "box conversions to pixels, 0-1000 integers or LLaVA's padded square (`svitpipe.boxes`), and a fast "
+        "reduced-size JPEG decode for workers (`svitpipe.fast_decode.DecodeTransform`).",
         "",
         "## Schema",
         "",
