@@ -22,7 +22,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from tqdm.auto import tqdm
 
 from svitpipe.bad_records import BAD_RECORD_POLICIES
-from svitpipe.dataset_card import write_card
+from svitpipe.dataset_card import human_bytes, write_card
 from svitpipe.features import CONFIGS
 from svitpipe.image_checks import IMAGE_CHECKS
 from svitpipe.parquet_shards import DEFAULT_ROWS_PER_ROW_GROUP, ParquetLayout
@@ -144,7 +144,7 @@ def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: P
         def on_row_group(rows: int, size: int) -> None:
             written["bytes"] += size
             bar.update(rows)
-            bar.set_postfix_str(_human_bytes(written["bytes"]))
+            bar.set_postfix_str(human_bytes(written["bytes"]))
 
         def on_result(result) -> None:
             progress = throughput.add(result)
@@ -165,18 +165,10 @@ def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: P
     return build, run.failures, time.perf_counter() - started
 
 
-def _human_bytes(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"
-
-
 def summary_table(builds: dict, seconds: dict) -> str:
     header = ("config", "rows", "shards", "bytes", "skipped", "seconds")
     rows = [
-        (name, f"{b.num_rows:,}", str(len(b.shards)), _human_bytes(b.num_bytes), f"{b.ledger.total_skipped:,}",
+        (name, f"{b.num_rows:,}", str(len(b.shards)), human_bytes(b.num_bytes), f"{b.ledger.total_skipped:,}",
          f"{seconds[name]:.1f}")
         for name, b in builds.items()
     ]

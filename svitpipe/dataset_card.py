@@ -121,7 +121,7 @@ def write_card(folder: str, builds: dict[str, ConfigBuild], *, repo_id: str, sa1
     return card
 
 
-def _human_bytes(size: int) -> str:
+def human_bytes(size: int) -> str:
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if size < 1000 or unit == "TB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -135,7 +135,7 @@ def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution:
     default = DEFAULT_CONFIG if DEFAULT_CONFIG in builds else next(iter(builds))
     rows = "\n".join(
         f"| `{name}` | {CONFIGS[name].description} | {build.num_rows:,} | {len(build.shards)} | "
-        f"{_human_bytes(build.num_bytes)} | {build.ledger.total_skipped:,} |"
+        f"{human_bytes(build.num_bytes)} | {build.ledger.total_skipped:,} |"
         for name, build in builds.items()
     )
     skipped = [
