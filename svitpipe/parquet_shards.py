@@ -14,6 +14,7 @@ The same examples give byte-identical files.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 from dataclasses import dataclass
@@ -213,9 +214,18 @@ class ShardWriter:
 
 
 def write_table(path: str, table: pa.Table, features: Features, layout: ParquetLayout) -> WrittenFile:
-    """Write an Arrow table (already encoded rows) as one Parquet file with the layout's row groups and options."""
-    with pa.OSFile(path, "wb") as sink:
+    """Write an Arrow table (already encoded rows) as one Parquet file with the layout's row groups and options.
+
+    An existing file with the same bytes is left alone, and a different one is replaced by a new file rather than
+    rewritten in place: published shards are hard links to these files and must never be seen half-written.
+    """
+    temporary = f"{path}.tmp"
+    with pa.OSFile(temporary, "wb") as sink:
         with open_parquet_writer(sink, features, layout) as writer:
             for start in range(0, len(table), layout.rows_per_row_group):
                 writer.write_table(table.slice(start, layout.rows_per_row_group), row_group_size=layout.rows_per_row_group)
+    if os.path.exists(path) and filecmp.cmp(path, temporary, shallow=False):
+        os.remove(temporary)
+    else:
+        os.replace(temporary, path)
     return WrittenFile(os.path.basename(path), len(table), os.path.getsize(path), table.nbytes)
