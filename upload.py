@@ -209,7 +209,9 @@ def main(argv=None) -> int:
         print(f"\n{len(failures)} unit(s) failed after {args.retries + 1} attempt(s); the others are built:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure.config_name}/{failure.key}: {failure.error}", file=sys.stderr)
-        command = " ".join(shlex.quote(part) for part in [sys.executable, *sys.argv])
+        # main(argv) called from Python: sys.argv is the caller's command line, not this one.
+        invocation = sys.argv if argv is None else [os.path.abspath(__file__), *argv]
+        command = " ".join(shlex.quote(part) for part in [sys.executable, *invocation])
         print(f"Fix the cause, then redo only those (finished units are reused):\n  {command}", file=sys.stderr)
     if args.repo_id and failures:
         # Pushing would replace what the repo holds with a build missing these units' rows (and delete their shards).

@@ -17,7 +17,7 @@ from datasets.download.download_config import DownloadConfig
 from .bad_records import CORRUPT_IMAGE, MISSING_IMAGE, BadRecordLedger, InvalidRecord
 from .image_checks import CorruptImage, ImageCheck, inspect_image
 from .sa1b_caption_index import iter_bucket
-from .sa1b_images import SA1BImageReader, iter_tar_members
+from .sa1b_images import SA1BImageReader, iter_tar_members, tar_errors_named
 from .sa1b_records import CaptionLine, check_declared_sizes, parse_caption_line
 from .sources import TarLocation
 
@@ -120,20 +120,21 @@ def _single_image_examples_from_tar(location, lines, captions_source, ledger, im
     pending = defaultdict(list)
     for number, line in lines:
         pending[line.images[0].member].append((number, line))
-    for member, file in iter_tar_members(location, download_config):
-        entries = pending.pop(member, None)
-        if not entries:
-            continue
-        data = file.read()
-        size = _checked_size(data, image_check, f"{location.url}::{member}", entries[0][0], captions_source, ledger)
-        if size is None:
-            for number, _ in entries[1:]:
-                ledger.bad(captions_source, f"line {number}", CORRUPT_IMAGE, f"{location.url}::{member} is corrupt")
-            continue
-        for number, line in entries:
-            example = _finish(number, line, [data], [size], False, captions_source, ledger)
-            if example is not None:
-                yield number, example
+    with tar_errors_named(location):
+        for member, file in iter_tar_members(location, download_config):
+            entries = pending.pop(member, None)
+            if not entries:
+                continue
+            data = file.read()
+            size = _checked_size(data, image_check, f"{location.url}::{member}", entries[0][0], captions_source, ledger)
+            if size is None:
+                for number, _ in entries[1:]:
+                    ledger.bad(captions_source, f"line {number}", CORRUPT_IMAGE, f"{location.url}::{member} is corrupt")
+                continue
+            for number, line in entries:
+                example = _finish(number, line, [data], [size], False, captions_source, ledger)
+                if example is not None:
+                    yield number, example
     for member, entries in sorted(pending.items(), key=lambda item: item[1][0][0]):
         for number, _ in entries:
             ledger.bad(captions_source, f"line {number}", MISSING_IMAGE, f"{member} is not in {location.url}")

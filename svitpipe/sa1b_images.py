@@ -11,6 +11,7 @@ Two ways in:
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 from collections import OrderedDict
 from typing import BinaryIO, Iterator, Optional
@@ -26,6 +27,15 @@ def iter_tar_members(location: TarLocation, download_config: Optional[DownloadCo
     """``(file name, file object)`` for every regular file of a tar, in tar order (read each before the next)."""
     for name, file in ArchiveIterable.from_urlpath(location.url, download_config=download_config):
         yield member_file_name(name), file
+
+
+@contextlib.contextmanager
+def tar_errors_named(location: TarLocation):
+    """Make an unreadable tar's error name the tar: a unit that fails must say which file to fix."""
+    try:
+        yield
+    except tarfile.TarError as err:
+        raise tarfile.ReadError(f"{location.url}: {err}") from err
 
 
 class SA1BImageReader:
@@ -65,12 +75,13 @@ class SA1BImageReader:
                     return f.read()
             except FileNotFoundError:
                 return None
-        _, archive, members = self._tar(location)
-        info = members.get(member)
-        if info is None:
-            return None
-        with archive.extractfile(info) as f:
-            return f.read()
+        with tar_errors_named(location):
+            _, archive, members = self._tar(location)
+            info = members.get(member)
+            if info is None:
+                return None
+            with archive.extractfile(info) as f:
+                return f.read()
 
     def _tar(self, location: TarLocation):
         if location.stem in self._open:
