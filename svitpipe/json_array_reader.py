@@ -23,6 +23,22 @@ _STRUCTURAL = re.compile(rb'[\[\]{}"]')
 # The rest of a JSON string after its opening quote, up to and including the closing quote.
 _STRING_TAIL = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _SCALAR = re.compile(rb"[^,\]\s]+")
+
+
+def _nested_values(depth: int) -> bytes:
+    """A pattern for the inside of a container: non-structural bytes, whole strings, and containers nested at most
+    ``depth`` levels deeper, each closed by its own kind of bracket. Possessive, so a failed match never backtracks."""
+    string = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+    inner = rb'(?:[^\[\]{}"]++|' + string + rb")*+"
+    for _ in range(depth):
+        inner = rb'(?:[^\[\]{}"]++|' + string + rb"|\{" + inner + rb"\}|\[" + inner + rb"\])*+"
+    return inner
+
+
+# A whole object or array in one match (SVIT records nest 5 levels). It skips strings and brackets as the scanner in
+# _scan_element does, so where it matches it ends where the scanner would end; where it does not (the element runs
+# past the window, nests deeper, has a mismatched bracket or an unterminated string) the scanner takes over.
+_CONTAINER = re.compile(rb"\{" + _nested_values(6) + rb"\}|\[" + _nested_values(6) + rb"\]", re.DOTALL)
 _CLOSERS = {ord("]"): ord("["), ord("}"): ord("{")}
 _UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -169,6 +185,9 @@ def _scan_element(buf: _Buffer, start: int, index: int, max_element_bytes: int) 
         stack = []
         pos = start
     elif first in (ord("{"), ord("[")):
+        whole = _CONTAINER.match(buf.data, start)
+        if whole is not None:
+            return start, whole.end()
         stack = [first]
         pos = start + 1
     else:

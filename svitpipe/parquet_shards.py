@@ -18,7 +18,7 @@ import filecmp
 import json
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -211,6 +211,37 @@ class ShardWriter:
         self.files.append(WrittenFile(name, self._file_rows, size, self._file_arrow_bytes))
         self._writer = None
         self._sink = None
+
+
+def write_batches(path: str, batches: Iterable[pa.RecordBatch], features: Features, layout: ParquetLayout) -> WrittenFile:
+    """Write record batches (already encoded rows) as one Parquet file, in row groups of ``rows_per_row_group`` rows
+    counted from the first row (as ``write_table`` does); only about one row group is held in memory at a time."""
+    size = layout.rows_per_row_group
+    rows = arrow_bytes = 0
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    with pa.OSFile(path, "wb") as sink:
+        with open_parquet_writer(sink, features, layout) as writer:
+
+            def write(group: pa.Table) -> None:
+                nonlocal rows, arrow_bytes
+                writer.write_table(group, row_group_size=size)
+                rows += len(group)
+                arrow_bytes += group.nbytes
+
+            for batch in batches:
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows >= size:
+                    table = pa.Table.from_batches(pending, schema=features.arrow_schema)
+                    full = pending_rows - pending_rows % size
+                    for start in range(0, full, size):
+                        write(table.slice(start, size))
+                    pending = table.slice(full).to_batches()
+                    pending_rows -= full
+            if pending_rows:
+                write(pa.Table.from_batches(pending, schema=features.arrow_schema))
+    return WrittenFile(os.path.basename(path), rows, os.path.getsize(path), arrow_bytes)
 
 
 def write_table(path: str, table: pa.Table, features: Features, layout: ParquetLayout) -> WrittenFile:

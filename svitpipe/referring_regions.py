@@ -74,6 +74,9 @@ _ED = "<ed>"
 _BLANKS = " \t"
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _STARTS_LIKE_NUMBER = re.compile(r"[+-]?(?:[0-9]|\.[0-9])|[+-]\.")
+# A whole well-formed box in one match: the grammar's box, with \s being exactly str.isspace(). Anything else goes
+# through the step-by-step parser, which says what is wrong.
+_WHOLE_BOX = re.compile(r"\[\s*({0})\s*,\s*({0})\s*,\s*({0})\s*,\s*({0})\s*\]".format(_NUMBER.pattern))
 _EXCERPT_RADIUS = 20
 
 
@@ -138,6 +141,9 @@ def _parse_number(text: str, i: int, index: int) -> tuple[float, int]:
 def _parse_box(text: str, i: int) -> tuple[Box, int]:
     """Parse the box whose ``[`` is at ``text[i]``; return it and the offset after ``]``."""
     box_start = i
+    whole = _WHOLE_BOX.match(text, i)
+    if whole is not None:
+        return _checked_box(text, box_start, [float(value) for value in whole.groups()], whole.end())
     i += 1
     values: list[float] = []
     for index in range(4):
@@ -164,8 +170,13 @@ def _parse_box(text: str, i: int) -> tuple[Box, int]:
     if text[i] != "]":
         raise ReferenceSyntaxError(
             text, i, f"expected ']' after the 4th box number, found {_describe(text, i)}")
-    end = i + 1
+    return _checked_box(text, box_start, values, i + 1)
+
+
+def _checked_box(text: str, box_start: int, values: list[float], end: int) -> tuple[Box, int]:
     x1, y1, x2, y2 = values
+    if 0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0:
+        return (x1, y1, x2, y2), end
     written = text[box_start:end]
     for name, value in zip(("x1", "y1", "x2", "y2"), values):
         if not 0.0 <= value <= 1.0:

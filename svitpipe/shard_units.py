@@ -11,6 +11,7 @@ with retries, gives the same result, and a re-run skips every unit whose parts a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from datasets.utils import logging
 
 from .bad_records import BadRecordLedger
 from .features import features_for
-from .parquet_shards import ParquetLayout, ShardWriter, WrittenFile, write_table
+from .parquet_shards import ParquetLayout, ShardWriter, WrittenFile, write_batches
 
 logger = logging.get_logger(__name__)
 
@@ -231,15 +232,34 @@ def _split_parts(parts: list, target: int, split_dir: str, features, layout: Par
             break
         position = max(candidates, key=lambda i: (parts[i][1].num_bytes, -i))
         folder, written = parts[position]
-        table = pq.read_table(os.path.join(folder, written.name))
-        half = written.num_rows // 2
         stem = written.name.removesuffix(".parquet")
-        pieces = [
-            (split_dir, write_table(os.path.join(split_dir, f"{stem}.{suffix}.parquet"), piece, features, layout))
-            for suffix, piece in (("a", table.slice(0, half)), ("b", table.slice(half)))
-        ]
-        parts[position : position + 1] = pieces
+        targets = [os.path.join(split_dir, f"{stem}.{suffix}.parquet") for suffix in ("a", "b")]
+        halves = _split_file(os.path.join(folder, written.name), written.num_rows // 2, targets, features, layout)
+        parts[position : position + 1] = [(split_dir, half) for half in halves]
     return parts
+
+
+def _split_file(path: str, half: int, targets: list, features, layout: ParquetLayout) -> list:
+    """Rows ``[0, half)`` of a Parquet file to ``targets[0]``, the rest to ``targets[1]``, reading one row group at
+    a time (a part can be as large as a shard: reading it whole would hold it all in memory)."""
+    batches = pq.ParquetFile(path).iter_batches(batch_size=layout.rows_per_row_group)
+    carried = []
+
+    def head():
+        remaining = half
+        for batch in batches:
+            if batch.num_rows > remaining:
+                yield batch.slice(0, remaining)
+                carried.append(batch.slice(remaining))
+                return
+            remaining -= batch.num_rows
+            yield batch
+            if remaining == 0:
+                return
+
+    first = write_batches(targets[0], head(), features, layout)
+    second = write_batches(targets[1], itertools.chain(carried, batches), features, layout)
+    return [first, second]
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -1,0 +1,132 @@
+"""Memory: peak RSS of building and of streaming a config whose upstream annotation file is large, against loading
+the same file whole.
+
+* SVIT ``referring``: a generated ``data/referring_qa.json`` (one JSON array, extracted layout) over tiny images in
+  ``raw/images.zip`` / ``raw/images2.zip`` (one per record, ~110K for 1 GB, like Visual Genome's 108K), two units
+  (``--svit-num-shards 2``: each unit is a fresh pass over the whole array, so more units change the time, not the
+  memory profile). Baseline: ``json.load`` of the file.
+* SA-1B ``sa1b-en-single``: a generated captions jsonl (11K lines per tar, as in SA-1B) over small tars of tiny
+  images. Baseline: ``json.loads`` of every line into one list (``json.load`` cannot read jsonl).
+
+Each measurement is its own process (``rss_probe.py``); peak RSS is ``ru_maxrss``, checked against ``VmHWM``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from common import Results
+
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rss_probe.py")
+LIMIT_MB = 300
+
+
+def _start(mode: str, params: dict, log_dir: str) -> tuple:
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    out = open(os.path.join(log_dir, f"{mode}.out"), "w+")
+    err = open(os.path.join(log_dir, f"{mode}.err"), "w+")
+    process = subprocess.Popen([sys.executable, PROBE, mode, json.dumps(params)], stdout=out, stderr=err, text=True,
+                               env=env, start_new_session=True)
+    return process, out, err, time.monotonic()
+
+
+def _wait_any(running: dict, timeout: float) -> str:
+    """The name of a process that has ended, or been killed for running longer than ``timeout``."""
+    while True:
+        for name, (process, _, _, started) in running.items():
+            if process.poll() is None and time.monotonic() - started > timeout:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            if process.poll() is not None:
+                return name
+        time.sleep(0.1)
+
+
+def _finish(mode: str, handle: tuple) -> dict:
+    process, out, err, started = handle
+    out.seek(0)
+    err.seek(0)
+    stdout, stderr = out.read(), err.read()
+    out.close()
+    err.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"{mode} failed or was stopped ({process.returncode}) after "
+                           f"{time.monotonic() - started:.0f} s:\n{stderr[-3000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    if abs(result["peak_kb"] - result["hwm_kb"]) > 1024:
+        raise RuntimeError(f"{mode}: ru_maxrss {result['peak_kb']} kB is not this process's own (VmHWM "
+                           f"{result['hwm_kb']} kB)")
+    return result
+
+
+def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float, sa1b_tars: int) -> None:
+    scratch = os.path.join(work_dir, "scratch-memory")
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
+    captions_root = os.path.join(sa1b["root"], "captions")
+    images_root = os.path.join(sa1b["root"], "images")
+    tars = [f"sa_{i:06d}" for i in range(min(sa1b_tars, sa1b["tars"]))]
+    cases = {
+        "svit/build": ("svit-build", {"argv": ["--configs", "referring", "--svit-source", svit["root"],
+                                               "--svit-num-shards", "2", "--local-dir", f"{scratch}/svit-build"]}),
+        "svit/stream": ("svit-stream", {"config": "referring", "cache_dir": f"{scratch}/svit-cache",
+                                        "kwargs": {"svit_source": svit["root"], "svit_num_shards": 2}}),
+        "svit/json.load": ("json-load", {"path": svit["annotation"]}),
+        "sa1b/build": ("sa1b-build", {"argv": ["--configs", "sa1b-en-single", "--sa1b-captions-source",
+                                               captions_root, "--sa1b-images-source", images_root,
+                                               "--local-dir", f"{scratch}/sa1b-build", "--sa1b-tars", *tars]}),
+        "sa1b/stream": ("sa1b-stream", {"config": "sa1b-en-single", "cache_dir": f"{scratch}/sa1b-cache",
+                                        "kwargs": {"sa1b_captions_source": captions_root,
+                                                   "sa1b_images_source": images_root,
+                                                   "sa1b_index_dir": f"{scratch}/sa1b-index",
+                                                   "sa1b_tars": tars}}),
+        "sa1b/json.loads-every-line": ("jsonl-load", {"path": sa1b["captions"]}),
+    }
+    results.facts["memory/inputs"] = {
+        "svit_annotation_bytes": svit["annotation_bytes"], "svit_records": svit["records"],
+        "sa1b_captions_bytes": sa1b["captions_bytes"], "sa1b_lines": sa1b["lines"], "sa1b_tars": sa1b["tars"],
+        "sa1b_tars_built_and_streamed": len(tars),
+    }
+    measured = {}
+    # Two at a time (one per core), longest first: peak RSS is per process, so running side by side changes the
+    # time, not the peak.
+    queue = ["svit/build", "svit/stream", "sa1b/build", "sa1b/stream", "svit/json.load", "sa1b/json.loads-every-line"]
+    running = {}
+    while queue or running:
+        while queue and len(running) < 2:
+            name = queue.pop(0)
+            running[name] = _start(*cases[name], scratch)
+        finished = _wait_any(running, timeout)
+        handle = running.pop(finished)
+        try:
+            entry = _finish(cases[finished][0], handle)
+        except RuntimeError as err:
+            results.errors[f"memory/{finished}"] = str(err)
+            continue
+        entry["peak_mb"] = entry["peak_kb"] * 1024 / 1e6
+        entry["after_imports_mb"] = entry["baseline_kb"] * 1024 / 1e6
+        entry["growth_mb"] = (entry["peak_kb"] - entry["baseline_kb"]) * 1024 / 1e6
+        measured[finished] = entry
+        results.facts[f"memory/{finished}"] = entry
+    shutil.rmtree(scratch, ignore_errors=True)
+    for family, size, baseline in (("svit", svit["annotation_bytes"], "json.load"),
+                                   ("sa1b", sa1b["captions_bytes"], "json.loads-every-line")):
+        whole = measured.get(f"{family}/{baseline}")
+        for what in ("build", "stream"):
+            entry = measured.get(f"{family}/{what}")
+            if entry is None:
+                continue
+            if whole is not None:
+                results.ratio(f"memory/{family}/{what}-vs-{baseline}", entry["peak_mb"] / whole["peak_mb"],
+                              of=f"{family} {what}", over=baseline, how="peak RSS")
+            results.target(
+                f"memory {family} {what} from a {size / 1e6:.0f} MB annotation file: peak RSS < {LIMIT_MB} MB",
+                entry["peak_mb"], LIMIT_MB, higher_is_better=False, unit=" MB",
+                detail=f"after imports {entry['after_imports_mb']:.0f} MB, grew {entry['growth_mb']:.0f} MB; "
+                       f"{baseline}: {whole['peak_mb']:.0f} MB" if whole else "")

@@ -1,0 +1,394 @@
+"""Read: streaming the published shards with ``load_dataset(folder, config, streaming=True)``, against pyarrow and
+Pillow on the same files and bytes, the same rows as WebDataset tars and as LLaVA JSON + image folder, and a torch
+DataLoader; plus what the Parquet layout choices (raw image bytes, zstd text) gain.
+
+Bytes only (every row of every shard): times are best of k (the machine is shared and noisy) and medians.
+With decode (the first ``decode_rows`` rows, in shard order, the same rows for every reader): medians.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import shutil
+import tarfile
+import time
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from common import Measurement, Results, files_under, parallel_ceiling, timed
+
+DECODE_SIZE = 448
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Readers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def pyarrow_batches(files) -> int:
+    rows = 0
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=100):
+            rows += batch.num_rows
+    return rows
+
+
+def pyarrow_python_rows(files) -> int:
+    """pyarrow, plus the Arrow -> Python conversion every row-by-row reader has to do."""
+    rows = 0
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=100):
+            rows += len(batch.to_pylist())
+    return rows
+
+
+def first_image_bytes(files, column: str, count: int) -> list[bytes]:
+    out = []
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=100, columns=[column]):
+            out += [cell["bytes"] for cell in batch.column(column).to_pylist()]
+            if len(out) >= count:
+                return out[:count]
+    return out
+
+
+def decode_all(decode, images) -> int:
+    """Decode every image, keeping none (as a training loop does: each array is used, then freed)."""
+    for data in images:
+        decode(data)
+    return len(images)
+
+
+def count(iterable, limit=None) -> int:
+    rows = 0
+    for _ in itertools.islice(iterable, limit):
+        rows += 1
+    return rows
+
+
+def stream(folder: str, config: str):
+    import datasets
+
+    return datasets.load_dataset(folder, config, split="train", streaming=True)
+
+
+def recommended(folder: str, config: str, image_column: str):
+    """The documented training path: undecoded images, then ``DecodeTransform`` in the stream."""
+    from svitpipe.fast_decode import DecodeTransform, prepare_for_fast_decode
+
+    ds = prepare_for_fast_decode(stream(folder, config), [image_column])
+    return ds.map(DecodeTransform(DECODE_SIZE, [image_column]), batched=True, batch_size=16)
+
+
+def pillow_decode(data: bytes):
+    image = Image.open(io.BytesIO(data))
+    image.load()  # what datasets.Image().decode_example does
+    return image
+
+
+def data_loader(dataset, workers: int):
+    import torch
+
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
+
+
+def loader_pass(dataset, workers: int, rows: int) -> tuple[float, float, int]:
+    """(seconds to the first row, seconds from row ``skip`` to row ``rows``, rows in that window). The window starts
+    after the first fifth (at least 8 rows), past what the workers prefetch while the loader starts."""
+    skip = max(8, rows // 5)
+    started = time.perf_counter()
+    iterator = iter(data_loader(dataset, workers))
+    next(iterator)
+    first = time.perf_counter()
+    count(iterator, skip - 1)
+    window = time.perf_counter()
+    read = count(iterator, rows - skip)
+    steady = time.perf_counter() - window
+    del iterator  # stops the workers
+    return first - started, steady, read
+
+
+def decode_resized_all(images) -> int:
+    from svitpipe.fast_decode import decode_resized
+
+    return decode_all(lambda data: decode_resized(data, DECODE_SIZE), images)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The same rows in other formats
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def write_webdataset(files, image_column: str, out_dir: str) -> list[str]:
+    """One tar per Parquet shard: ``<id>.jpg`` (the stored bytes) and ``<id>.json`` (every other column)."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    tars = []
+    for index, path in enumerate(files):
+        target = os.path.join(out_dir, f"shard-{index:05d}.tar")
+        with tarfile.open(target, "w", format=tarfile.USTAR_FORMAT) as archive:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=100):
+                for row in batch.to_pylist():
+                    key = str(row["id"]).replace(".", "_")
+                    image = row.pop(image_column)["bytes"]
+                    for name, data in ((f"{key}.jpg", image), (f"{key}.json", json.dumps(row).encode())):
+                        info = tarfile.TarInfo(name)
+                        info.size = len(data)
+                        archive.addfile(info, io.BytesIO(data))
+        tars.append(target)
+    return tars
+
+
+def webdataset_stream(tars):
+    import datasets
+
+    return datasets.load_dataset("webdataset", data_files={"train": tars}, split="train", streaming=True)
+
+
+def write_llava(folder: str, config: str, out_dir: str) -> dict:
+    from svitpipe.llava_export import export_llava, iter_undecoded_rows
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return export_llava(iter_undecoded_rows(stream(folder, config)), out_dir, config)
+
+
+def llava_read(out_dir: str, config: str, decode: bool, limit=None) -> int:
+    """What a LLaVA-style loader does: load the JSON, then open each record's image file."""
+    with open(os.path.join(out_dir, f"{config}.json"), encoding="utf-8") as f:
+        records = json.load(f)
+    rows = 0
+    for record in records[:limit]:
+        path = os.path.join(out_dir, "images", record["image"])
+        if decode:
+            Image.open(path).convert("RGB")  # LLaVA's own call
+        else:
+            with open(path, "rb") as f:
+                f.read()
+        rows += 1
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def run(results: Results, family: str, folder: str, config: str, image_column: str, work_dir: str,
+        repeats: dict, decode_rows: int, loader_rows: int) -> None:
+    import datasets
+
+    datasets.disable_progress_bars()
+    section = f"read/{family}"
+    files = files_under(os.path.join(folder, "data", config), ".parquet")
+    shard_bytes = sum(os.path.getsize(p) for p in files)
+    rows = pq.ParquetDataset(files).read(columns=["id"]).num_rows
+    k = repeats["bytes"]
+
+    def add(name, seconds, n, size, notes=""):
+        return results.add(section, Measurement(name, seconds, n, size, notes))
+
+    # Bytes only, every row.
+    seconds, n = timed(lambda: pyarrow_batches(files), k, warmup=True)
+    pyarrow = add("bytes/pyarrow-iter-batches", seconds, n, shard_bytes, "pq.ParquetFile.iter_batches(100)")
+    seconds, n = timed(lambda: pyarrow_python_rows(files), k, warmup=True)
+    add("bytes/pyarrow-to-pylist", seconds, n, shard_bytes, "iter_batches + RecordBatch.to_pylist()")
+    seconds, n = timed(lambda ds: count(ds), k, setup=lambda: stream(folder, config).decode(False), warmup=True)
+    ours = add("bytes/datasets-stream", seconds, n, shard_bytes, "load_dataset(folder, config, streaming=True).decode(False)")
+    assert n == rows, (n, rows)
+
+    tars = write_webdataset(files, image_column, os.path.join(work_dir, "webdataset", config))
+    tar_bytes = sum(os.path.getsize(p) for p in tars)
+    seconds, n = timed(lambda ds: count(ds), k, setup=lambda: webdataset_stream(tars).decode(False), warmup=True)
+    webdataset = add("bytes/webdataset-stream", seconds, n, tar_bytes, 'load_dataset("webdataset").decode(False)')
+    llava_dir = os.path.join(work_dir, "llava", config)
+    write_llava(folder, config, llava_dir)
+    llava_bytes = sum(os.path.getsize(p) for p in files_under(llava_dir))
+    seconds, n = timed(lambda: llava_read(llava_dir, config, decode=False), k, warmup=True)
+    llava = add("bytes/llava-json-folder", seconds, n, llava_bytes, "json.load + open().read() per image")
+
+    ratio = results.ratio(f"{section}/bytes/datasets-vs-pyarrow-best", pyarrow.best / ours.best,
+                          of=ours.name, over=pyarrow.name, how="best of k")
+    results.ratio(f"{section}/bytes/datasets-vs-pyarrow-median", pyarrow.median / ours.median,
+                  of=ours.name, over=pyarrow.name, how="medians")
+    results.ratio(f"{section}/bytes/datasets-vs-webdataset", webdataset.best / ours.best,
+                  of=ours.name, over=webdataset.name, how="rows/s, best of k")
+    results.ratio(f"{section}/bytes/datasets-vs-llava", llava.best / ours.best,
+                  of=ours.name, over=llava.name, how="rows/s, best of k")
+    results.target(f"read {family} bytes only: >= 0.5 of pyarrow iter_batches (best of k)", ratio, 0.5)
+
+    # With decode, the first decode_rows rows.
+    r = repeats["decode"]
+    images = first_image_bytes(files, image_column, decode_rows)
+    n_decode = len(images)
+    image_bytes = sum(map(len, images))
+    seconds, _ = timed(lambda: decode_all(pillow_decode, images), r)
+    pillow = add("decode/pillow-open-load", seconds, n_decode, image_bytes, "Image.open(BytesIO).load(), bytes in memory")
+    seconds, n = timed(lambda ds: count(ds, n_decode), r, setup=lambda: stream(folder, config))
+    default = add("decode/datasets-stream-default-image", seconds, n, image_bytes, "load_dataset(streaming=True), Image()")
+    seconds, n = timed(lambda ds: count(ds, n_decode), r, setup=lambda: webdataset_stream(tars))
+    web_decode = add("decode/webdataset-stream", seconds, n, image_bytes, 'load_dataset("webdataset"), Image()')
+    seconds, n = timed(lambda: llava_read(llava_dir, config, decode=True, limit=n_decode), r)
+    llava_decode = add("decode/llava-json-folder", seconds, n, image_bytes, "Image.open(path).convert('RGB')")
+
+    from svitpipe.fast_decode import decode_resized
+
+    seconds, _ = timed(lambda: decode_all(lambda data: decode_resized(data, DECODE_SIZE), images), r)
+    fast_bare = add(f"decode/pillow-decode-resized-{DECODE_SIZE}", seconds, n_decode, image_bytes,
+                    "decode_resized(bytes, 448) in a loop, bytes in memory")
+    seconds, n = timed(lambda ds: count(ds, n_decode), r, setup=lambda: recommended(folder, config, image_column))
+    fast = add(f"decode/datasets-stream-recommended-{DECODE_SIZE}", seconds, n, image_bytes,
+               "prepare_for_fast_decode + map(DecodeTransform(448), batched=True)")
+
+    results.ratio(f"{section}/decode/default-vs-pillow", pillow.median / default.median,
+                  of=default.name, over=pillow.name, how="medians")
+    results.ratio(f"{section}/decode/webdataset-vs-pillow", pillow.median / web_decode.median,
+                  of=web_decode.name, over=pillow.name, how="medians")
+    results.ratio(f"{section}/decode/llava-vs-pillow", pillow.median / llava_decode.median,
+                  of=llava_decode.name, over=pillow.name, how="medians")
+    same_work = results.ratio(f"{section}/decode/recommended-vs-bare-decode-resized", fast_bare.median / fast.median,
+                              of=fast.name, over=fast_bare.name, how="medians; same decode work")
+    vs_pillow = results.ratio(f"{section}/decode/recommended-vs-pillow-full-decode", pillow.median / fast.median,
+                              of=fast.name, over=pillow.name, how="medians; rows/s of a 448 px array vs a full image")
+    results.target(f"read {family} recommended path: >= 0.9 of Pillow's in-memory rate for the same decode",
+                   same_work, 0.9, detail="decode_resized(448) in the stream vs the same call on bytes in memory")
+    results.target(f"read {family} recommended path: >= 0.9 of Pillow's in-memory full decode", vs_pillow, 0.9,
+                   detail="rows/s of the stream's 448 px arrays vs Image.open().load() of the same bytes")
+
+    # Where the decode paths' time goes, per row: the stream's own cost (bytes-only pass) and the decode itself.
+    per_row = lambda m: m.median / m.rows * 1e3  # noqa: E731
+    results.facts[f"{section}/decode/ms-per-row"] = {
+        "stream bytes only (datasets)": per_row(ours),
+        "pillow open+load, bytes in memory": per_row(pillow),
+        "datasets stream, default Image()": per_row(default),
+        "default minus (pillow + stream bytes only)": per_row(default) - per_row(pillow) - per_row(ours),
+        "decode_resized(448), bytes in memory": per_row(fast_bare),
+        "datasets stream, recommended path": per_row(fast),
+        "recommended minus (decode_resized + stream bytes only)": per_row(fast) - per_row(fast_bare) - per_row(ours),
+    }
+
+    # DataLoader over the recommended path: workers' start-up, then steady state.
+    loader = {}
+    for workers in (0, 2):
+        startup, steady = [], []
+        for _ in range(r):
+            first, rest, n = loader_pass(recommended(folder, config, image_column), workers, loader_rows)
+            startup.append(first)
+            steady.append(rest)
+        results.add(section, Measurement(f"decode/dataloader-{workers}-workers-startup", startup, None, None,
+                                         "seconds to the first row"))
+        loader[workers] = add(f"decode/dataloader-{workers}-workers-{DECODE_SIZE}", steady, n, None,
+                              f"DataLoader(batch_size=None, num_workers={workers}), recommended path, steady")
+    scaling = results.ratio(f"{section}/decode/dataloader-2-vs-0", loader[0].median / loader[2].median,
+                            of=loader[2].name, over=loader[0].name, how="medians, steady state")
+    # About a second of decoding per process (the same images over again if there are few).
+    per_image = fast_bare.median / fast_bare.rows
+    sample = (images * (1 + int(1.0 / per_image) // len(images)))[: max(len(images), int(1.0 / per_image))]
+    one, two = parallel_ceiling(decode_resized_all, (sample,), ((sample,), (sample,)), r)
+    ceiling = results.add(section, Measurement("decode/ceiling-2-processes", two, 2 * len(sample), None,
+                                               "decode_resized(448) in 2 forked processes at once"))
+    single = results.add(section, Measurement("decode/ceiling-1-process", one, len(sample), None,
+                                              "decode_resized(448) in 1 forked process"))
+    limit = results.ratio(f"{section}/decode/machine-ceiling-2-vs-1", 2 * single.median / ceiling.median,
+                          of=ceiling.name, over=single.name, how="the same decode, no loader: this machine's limit")
+    results.target(f"read {family} DataLoader 2 workers: >= 1.6x one process", scaling, 1.6,
+                   detail=f"machine ceiling for the same decode {limit:.2f}x; loader reaches {scaling / limit:.0%} of it")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Layout choices
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def column_codecs(path: str) -> dict:
+    metadata = pq.ParquetFile(path).metadata
+    group = metadata.row_group(0)
+    return {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}
+
+
+def column_bytes(files) -> dict:
+    """Per leaf column: bytes on disk and uncompressed, summed over files and row groups."""
+    totals = {}
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata
+        for g in range(metadata.num_row_groups):
+            group = metadata.row_group(g)
+            for i in range(group.num_columns):
+                column = group.column(i)
+                entry = totals.setdefault(column.path_in_schema, [0, 0])
+                entry[0] += column.total_compressed_size
+                entry[1] += column.total_uncompressed_size
+    return totals
+
+
+def run_layouts(results: Results, family: str, folder: str, config: str, work_dir: str, repeats: dict) -> None:
+    """The published shards rewritten with other codecs: sizes, write time, read speed (pyarrow, datasets)."""
+    from svitpipe.features import features_for
+    from svitpipe.parquet_shards import ParquetLayout, image_bytes_columns, write_table
+
+    section = f"layout/{family}"
+    files = files_under(os.path.join(folder, "data", config), ".parquet")
+    features = features_for(config)
+    images = image_bytes_columns(features)
+    codecs = column_codecs(files[0])
+    raw_images = all(codecs[c] == "UNCOMPRESSED" for c in images)
+    zstd_text = all(codec == "ZSTD" for column, codec in codecs.items() if column not in images)
+    results.facts[f"{section}/published-codecs"] = codecs
+    results.target(f"layout {family}: image bytes stored uncompressed, text zstd (published shards' metadata)",
+                   float(raw_images and zstd_text), 1.0, unit="", detail=json.dumps(codecs))
+
+    tables = [pq.read_table(p) for p in files]
+    variants = {
+        "published (images raw, text zstd)": ParquetLayout(),
+        "text uncompressed": ParquetLayout(text_compression="none"),
+        "images zstd too": ParquetLayout(compress_images=True),
+    }
+    sizes = {}
+    k = repeats["bytes"]
+    for label, layout in variants.items():
+        out = os.path.join(work_dir, "layouts", config, label.split(" (")[0].replace(" ", "-"))
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        paths = [os.path.join(out, os.path.basename(p)) for p in files]
+
+        def write_all():
+            for table, path in zip(tables, paths):
+                write_table(path, table, features, layout)
+
+        seconds, _ = timed(write_all, 1)
+        size = sum(os.path.getsize(p) for p in paths)
+        rows = sum(t.num_rows for t in tables)
+        results.add(section, Measurement(f"write/{label}", seconds, rows, size, "parquet_shards.write_table"))
+        seconds, _ = timed(lambda: pyarrow_batches(paths), k, warmup=True)
+        results.add(section, Measurement(f"read-pyarrow/{label}", seconds, rows, size))
+        seconds, _ = timed(lambda ds: count(ds), k, setup=lambda: _parquet_stream(paths), warmup=True)
+        results.add(section, Measurement(f"read-datasets/{label}", seconds, rows, size, "streaming, decode(False)"))
+        columns = column_bytes(paths)
+        text = sum(v[0] for c, v in columns.items() if c not in images)
+        sizes[label] = {"total_bytes": size, "text_bytes": text,
+                        "image_bytes": sum(v[0] for c, v in columns.items() if c in images)}
+    results.facts[f"{section}/sizes"] = sizes
+    base, plain, zstd = (sizes[label] for label in variants)
+    labels = list(variants)
+    results.ratio(f"{section}/text-zstd-shrinks-text-to", base["text_bytes"] / plain["text_bytes"],
+                  of=f"text bytes, {labels[0]}", over=f"text bytes, {labels[1]}")
+    results.ratio(f"{section}/text-zstd-shrinks-shards-to", base["total_bytes"] / plain["total_bytes"],
+                  of=labels[0], over=labels[1], how="total shard bytes")
+    results.ratio(f"{section}/image-zstd-shrinks-shards-to", zstd["total_bytes"] / base["total_bytes"],
+                  of=labels[2], over=labels[0], how="total shard bytes")
+    for reader in ("pyarrow", "datasets"):
+        published = results.get(f"{section}/read-{reader}/{labels[0]}")
+        for other in labels[1:]:
+            measured = results.get(f"{section}/read-{reader}/{other}")
+            results.ratio(f"{section}/read-{reader}-{other.replace(' ', '-')}-vs-published",
+                          published.best / measured.best, of=other, over=labels[0], how="rows/s, best of k")
+    shutil.rmtree(os.path.join(work_dir, "layouts", config), ignore_errors=True)
+
+
+def _parquet_stream(paths):
+    import datasets
+
+    return datasets.load_dataset("parquet", data_files={"train": paths}, split="train", streaming=True).decode(False)

@@ -1,0 +1,233 @@
+"""Scaling: units of work of ``sa1b-en-single`` (one SA-1B-like tar each) through the engines, with 1 and 2 workers:
+the local engine (``run_local``: in this process, or a pool of spawned processes) and Ray (``run_ray``: a local
+cluster with 1 or 2 CPUs, one task per unit).
+
+The caption index is built once, before timing (it is per config, not per unit). Every repetition writes the parts
+to a fresh folder, so nothing is reused. Fixed costs are measured too:
+
+* local, 2 processes: the same call when every unit is already complete (the pool starts, each worker imports
+  ``datasets`` and checks the unit's stats file, nothing is built);
+* Ray: starting the local cluster (``ray_session``), and the first run, whose workers import everything.
+
+Steady-state throughput (fixed cost subtracted for the local pool; runs after the first for Ray) is what a long build
+sees, where start-up is paid once for hours of work; the per-core rate it gives feeds the projection in README.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import statistics
+import time
+
+from common import Measurement, Results, parallel_ceiling, timed
+
+
+def build_units(units, kwargs: dict, base: str, layout) -> int:
+    """Build ``units`` one after another in this process, into a fresh folder under ``base``."""
+    import tempfile
+
+    from svitpipe.shard_units import build_unit
+
+    os.makedirs(base, exist_ok=True)
+    out = tempfile.mkdtemp(dir=base)
+    return sum(build_unit(unit, kwargs, out, layout).num_rows for unit in units)
+
+
+def _units(config: str, kwargs: dict):
+    from svitpipe.shard_units import make_builder, plan_units
+
+    return plan_units(make_builder(config, kwargs))
+
+
+def time_caption_index(results: Results, captions: str, work_dir: str) -> None:
+    """One pass of the caption index over a large captions file (the driver does it once per config)."""
+    from svitpipe.sa1b_caption_index import load_or_build_caption_index
+
+    index_dir = os.path.join(work_dir, "scaling-index")
+    shutil.rmtree(index_dir, ignore_errors=True)
+    seconds, index = timed(lambda: load_or_build_caption_index(captions, index_dir, multi_image=False), 1)
+    shutil.rmtree(index_dir, ignore_errors=True)
+    results.add("scaling/sa1b", Measurement("caption-index", seconds, index.ledger.records_read,
+                                            os.path.getsize(captions), "load_or_build_caption_index, one pass"))
+
+
+def run(results: Results, facts: dict, work_dir: str, repeats: int, with_ray: bool = True,
+        large_captions: str = None) -> dict:
+    import datasets
+
+    from svitpipe.engines import ray_session, run_local, run_ray
+    from svitpipe.parquet_shards import ParquetLayout
+
+    datasets.disable_progress_bars()
+    section = "scaling/sa1b"
+    root = os.path.join(work_dir, "scaling")
+    shutil.rmtree(root, ignore_errors=True)
+    kwargs = {
+        "sa1b_captions_source": os.path.join(facts["root"], "captions"),
+        "sa1b_images_source": os.path.join(facts["root"], "images"),
+        "cache_dir": os.path.join(root, "datasets"),
+        "sa1b_index_dir": os.path.join(root, "caption-index"),
+        "svit_shard_bytes": int(0.8 * 500e6),
+    }
+    layout = ParquetLayout()
+    units = _units("sa1b-en-single", kwargs)
+    rows, size = facts["images"], facts["source_bytes"]
+    results.facts[section] = {"units": len(units), "rows": rows, "source_bytes": size}
+    parts = os.path.join(root, "parts")
+
+    def fresh():
+        shutil.rmtree(parts, ignore_errors=True)
+        return parts
+
+    def check(run):
+        if run.failures:
+            raise RuntimeError(f"units failed: {run.failures}")
+        built = sum(result.num_rows for result in run.succeeded)
+        if built != rows:
+            raise RuntimeError(f"built {built} rows, expected {rows}")
+        return run
+
+    measured = {}
+    # This machine's limit: the same units built by one, then by two already running processes (half each).
+    ideal = os.path.join(root, "ideal")
+    one, two = parallel_ceiling(build_units, (units, kwargs, ideal, layout),
+                                ((units[0::2], kwargs, ideal, layout), (units[1::2], kwargs, ideal, layout)), repeats)
+    shutil.rmtree(ideal, ignore_errors=True)
+    results.add(section, Measurement("ceiling-1-process", one, rows, size, "build_unit for every unit, 1 forked process"))
+    results.add(section, Measurement("ceiling-2-processes", two, rows, size, "half the units in each of 2 forked "
+                                     "processes at once (started before timing)"))
+    limit = results.ratio(f"{section}/machine-ceiling-2-vs-1", statistics.median(one) / statistics.median(two),
+                          of="ceiling-2-processes", over="ceiling-1-process", how="medians: this machine's limit")
+    for workers in (1, 2):
+        seconds, _ = timed(lambda out: check(run_local(units, kwargs, out, layout, num_proc=workers)), repeats,
+                           setup=fresh, warmup=workers == 1)
+        measured[f"local-{workers}"] = results.add(section, Measurement(
+            f"local-{workers}", seconds, rows, size, f"run_local(num_proc={workers}), end to end"))
+    # Fixed cost of the pool: every unit already complete (parts from the last run are still there).
+    seconds, _ = timed(lambda: check(run_local(units, kwargs, parts, layout, num_proc=2)), repeats)
+    fixed = results.add(section, Measurement("local-2-fixed-cost", seconds, None, None,
+                                             "run_local(num_proc=2) with every unit complete: pool start-up"))
+    steady = [max(s - fixed.median, 1e-3) for s in measured["local-2"].seconds]
+    measured["local-2-steady"] = results.add(section, Measurement(
+        "local-2-steady", steady, rows, size, "local-2 minus the pool's fixed cost"))
+
+    if with_ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            results.errors[section + "/ray"] = "ray is not installed"
+            with_ray = False
+    if with_ray:
+        for workers in (1, 2):
+            started = time.perf_counter()
+            with ray_session(None, workers):
+                results.add(section, Measurement(f"ray-{workers}-session-start", [time.perf_counter() - started]))
+                seconds, _ = timed(lambda out: check(run_ray(units, kwargs, out, layout, num_cpus=workers)), 1,
+                                   setup=fresh)
+                results.add(section, Measurement(f"ray-{workers}-first-run", seconds, rows, size,
+                                                 "first run: workers start and import"))
+                seconds, _ = timed(lambda out: check(run_ray(units, kwargs, out, layout, num_cpus=workers)),
+                                   repeats, setup=fresh)
+                measured[f"ray-{workers}"] = results.add(section, Measurement(
+                    f"ray-{workers}", seconds, rows, size, f"run_ray on a local cluster of {workers} CPU(s), warm"))
+
+    one = measured["local-1"]
+    results.ratio(f"{section}/local-2-vs-1-end-to-end", one.median / measured["local-2"].median,
+                  of="local-2", over="local-1", how="medians, pool start-up included")
+    local = results.ratio(f"{section}/local-2-vs-1-steady", one.median / measured["local-2-steady"].median,
+                          of="local-2-steady", over="local-1", how="medians, pool start-up subtracted")
+    results.target("scaling local engine: 2 processes >= 1.7x one (steady state)", local, 1.7,
+                   detail=f"end to end, start-up included: {one.median / measured['local-2'].median:.2f}x; "
+                          f"machine ceiling {limit:.2f}x")
+    if "ray-1" in measured:
+        ray = results.ratio(f"{section}/ray-2-vs-1", measured["ray-1"].median / measured["ray-2"].median,
+                            of="ray-2", over="ray-1", how="medians, warm workers")
+        results.ratio(f"{section}/ray-1-vs-local-1", one.median / measured["ray-1"].median,
+                      of="ray-1", over="local-1", how="medians")
+        results.target("scaling Ray: 2 workers >= 1.7x one (warm workers)", ray, 1.7,
+                       detail=f"machine ceiling {limit:.2f}x")
+
+    # For the projection: hashing a shard (the Hub upload hashes every file) on one core.
+    blob = os.urandom(64 << 20)
+    seconds, _ = timed(lambda: hashlib.sha256(blob).digest(), 3)
+    results.add("scaling", Measurement("sha256-one-core", seconds, None, len(blob), "hashlib.sha256, 64 MB"))
+    shutil.rmtree(root, ignore_errors=True)
+    if large_captions:
+        time_caption_index(results, large_captions, work_dir)
+    project(results)
+    return measured
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Projection: the full sa1b-en-single build (InternVL-SA-1B-Caption's 11M English captions over SA-1B)
+# ----------------------------------------------------------------------------------------------------------------------
+
+# Stated assumptions (not measured here); everything else comes from this run.
+FULL = {
+    "images": 11_000_000,  # one caption line per image
+    "tars": 1000,
+    "tar_bytes": 10.5e9,  # ~10-11 GB each, images plus SA-1B's per-image mask JSON
+    "image_share": 0.85,  # of tar bytes that are JPEG (the mask JSON is read past, not parsed or stored)
+    "captions_bytes": 11e9,  # the 11M-line jsonl, ~1 KB a line
+    "shard_bytes": 500e6,  # upload.py --max-shard-size default
+    "files_per_commit": 50,  # svitpipe.hub_publish.push_folder batch_size
+    "commits_per_hour": 128,  # Hub limit per repo
+    "cores_per_machine": 16,
+    "network_in_bytes_per_s": 1.25e9,  # 10 Gb/s per machine, from Meta's CDN
+    "push_bytes_per_s": 1.25e9,  # 10 Gb/s from the one machine that pushes (upload.py pushes from its folder)
+}
+
+
+def project(results: Results, machines=(1, 8, 64)) -> dict:
+    """Hours for the full build on ``machines`` machines of 16 cores, and what bounds each step."""
+    section = "scaling/sa1b"
+    one = results.measurements.get(f"{section}/ceiling-1-process") or results.measurements.get(f"{section}/local-1")
+    if one is None:
+        return {}
+    per_core_bytes = one.bytes / one.median  # source (tar) bytes per second per core: images dominate
+    per_core_rows = one.rows / one.median
+    image_bytes_measured = results.facts.get("sources/sa1b", {}).get("image_bytes") or one.bytes
+    per_core_image_bytes = per_core_bytes * image_bytes_measured / one.bytes
+    ceiling = results.ratios.get(f"{section}/machine-ceiling-2-vs-1", {}).get("value", 2.0)
+    efficiency = min(1.0, ceiling / 2)
+    index = results.measurements.get(f"{section}/caption-index")
+    index_rate = index.bytes / index.median if index else None
+    sha = results.measurements.get("scaling/sha256-one-core")
+    sha_rate = sha.bytes / sha.median if sha else None
+
+    total_in = FULL["tars"] * FULL["tar_bytes"]
+    images_bytes = total_in * FULL["image_share"]
+    files = images_bytes / (0.9 * FULL["shard_bytes"])  # shards close a little under the limit
+    commits = files / FULL["files_per_commit"]
+    push = {
+        "commits_h": commits / FULL["commits_per_hour"],
+        "upload_h": images_bytes / FULL["push_bytes_per_s"] / 3600,
+        "hashing_h": images_bytes / sha_rate / 3600 if sha_rate else None,
+    }
+    push_h = max(v for v in push.values() if v is not None)
+    index_h = FULL["captions_bytes"] / index_rate / 3600 if index_rate else None
+    table = {}
+    for m in machines:
+        cores = m * FULL["cores_per_machine"]
+        # CPU cost scales with image bytes (CDC hashing, copies, Parquet pages) and with rows.
+        cpu_h = max(images_bytes / (per_core_image_bytes * cores * efficiency),
+                    FULL["images"] / (per_core_rows * cores * efficiency)) / 3600
+        network_h = total_in / (FULL["network_in_bytes_per_s"] * m) / 3600
+        build_h = max(cpu_h, network_h)
+        table[m] = {
+            "cores": cores, "index_h": index_h, "cpu_h": cpu_h, "network_in_h": network_h, "build_h": build_h,
+            "build_bound": "CPU (decode-free build: bytes through Parquet)" if cpu_h >= network_h else "network in",
+            "push_h": push_h,
+            "push_bound": max((k for k in push if push[k] is not None), key=lambda k: push[k]),
+            "total_h": (index_h or 0) + build_h + push_h,
+        }
+    out = {
+        "assumptions": FULL, "per_core_source_mb_s": per_core_bytes / 1e6, "per_core_image_mb_s":
+        per_core_image_bytes / 1e6, "per_core_rows_s": per_core_rows, "parallel_efficiency": efficiency,
+        "caption_index_mb_s": index_rate / 1e6 if index_rate else None, "sha256_mb_s": sha_rate / 1e6 if sha_rate else None,
+        "files": files, "commits": commits, "push": push, "machines": table,
+    }
+    results.facts["projection"] = out
+    return out

@@ -1,0 +1,98 @@
+"""Child process of ``bench_memory``: do one thing, print its peak RSS as a JSON line.
+
+    python benchmarks/rss_probe.py MODE '{"...": ...}'
+
+Linux keeps ``ru_maxrss`` across ``exec``, and ``subprocess`` starts children with ``vfork``, so a child of a large
+process would report its parent's peak. The probe therefore forks once from its own small process and ``exec``s
+again; the peak it reports is checked against ``VmHWM`` (the peak of this process image only).
+
+Modes:
+    svit-build / sa1b-build: ``upload.main`` for the config, ``--num-proc 1`` (everything in this process);
+    svit-stream / sa1b-stream: iterate every row of ``SVITInternVL(...).as_streaming_dataset("train")``;
+    json-load: ``json.load`` of the file; jsonl-load: ``json.loads`` of every line into one list.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+if os.environ.get("RSS_PROBE_FRESH") != "1":
+    pid = os.fork()
+    if pid == 0:
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, RSS_PROBE_FRESH="1"))
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+sys.path.insert(0, REPO_ROOT)
+
+
+def peak_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
+
+
+def main() -> None:
+    mode, params = sys.argv[1], json.loads(sys.argv[2])
+    if mode.endswith("-build") or mode.endswith("-stream"):
+        import contextlib
+        import io
+
+        import datasets
+
+        datasets.disable_progress_bars()
+        import upload  # noqa: F401  (the same imports for both: builder, pyarrow, datasets)
+        from svit_internvl import SVITInternVL
+
+        if mode.endswith("-stream"):
+            import torch  # noqa: F401  datasets imports it when it creates an IterableDataset: an import, not data
+    gc.collect()
+    baseline = peak_kb()
+    assert baseline <= status_kb("VmHWM") + 1024, ("ru_maxrss inherited", baseline, status_kb("VmHWM"))
+    started = time.perf_counter()
+    result: dict = {}
+    if mode.endswith("-build"):
+        sink = io.StringIO()
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            status = upload.main(params["argv"])
+        if status != 0:
+            raise SystemExit(f"upload.main returned {status}:\n{sink.getvalue()[-3000:]}")
+        result["summary"] = [line for line in sink.getvalue().splitlines() if line.strip()][-4:]
+    elif mode.endswith("-stream"):
+        builder = SVITInternVL(config_name=params["config"], cache_dir=params["cache_dir"], **params["kwargs"])
+        rows = 0
+        for _ in builder.as_streaming_dataset(split="train"):
+            rows += 1
+        result["rows"] = rows
+    elif mode == "json-load":
+        with open(params["path"], "rb") as f:
+            data = json.load(f)
+        result["rows"] = len(data)
+    elif mode == "jsonl-load":
+        with open(params["path"], "rb") as f:
+            data = [json.loads(line) for line in f]
+        result["rows"] = len(data)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    result.update(
+        mode=mode,
+        seconds=time.perf_counter() - started,
+        baseline_kb=baseline,
+        peak_kb=peak_kb(),
+        hwm_kb=status_kb("VmHWM"),
+        children_peak_kb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
