@@ -21,7 +21,7 @@ import os
 import shutil
 from multiprocessing import get_context
 
-from common import Measurement, Results, evict, files_under, fsync_files, timed
+from common import Measurement, Results, evict, files_under, fsync_files, timed_interleaved
 
 SVIT_CONFIG = "referring"
 SA1B_CONFIG = "sa1b-en-single"
@@ -143,17 +143,24 @@ def run(results: Results, family: str, facts: dict, work_dir: str, published_dir
         evict(inputs["files"])
         return scratch
 
-    seconds, _ = timed(lambda out: raw_copy(inputs, out), repeats["copy"], setup=fresh_scratch)
-    results.add(section, Measurement("raw-copy", seconds, rows, size, "shutil.copyfile of every source file + fsync"))
-
-    for num_proc in (1, 2):
-        seconds, _ = timed(lambda out: upload_build(inputs, out, num_proc), repeats["build"], setup=fresh_scratch)
-        results.add(section, Measurement(f"upload-num-proc-{num_proc}", seconds, rows, size,
-                                         f"upload.main --configs {inputs['config']} --num-proc {num_proc} + fsync"))
-        seconds, _ = timed(lambda out: datasets_path(inputs, out, num_proc), repeats["datasets"], setup=fresh_scratch)
-        results.add(section, Measurement(
-            f"datasets-num-proc-{num_proc}", seconds, rows, size,
-            f"download_and_prepare(num_proc={num_proc}) + push_to_hub's shard writing (local) + fsync"))
+    # Run in turn (copy, upload 1, upload 2, datasets 1, datasets 2, again...), so that noise hits all alike.
+    cases = {
+        "raw-copy": (lambda out: raw_copy(inputs, out), fresh_scratch),
+        "upload-num-proc-1": (lambda out: upload_build(inputs, out, 1), fresh_scratch),
+        "upload-num-proc-2": (lambda out: upload_build(inputs, out, 2), fresh_scratch),
+        "datasets-num-proc-1": (lambda out: datasets_path(inputs, out, 1), fresh_scratch),
+        "datasets-num-proc-2": (lambda out: datasets_path(inputs, out, 2), fresh_scratch),
+    }
+    notes = {
+        "raw-copy": "shutil.copyfile of every source file + fsync",
+        "upload-num-proc-1": f"upload.main --configs {inputs['config']} --num-proc 1 + fsync",
+        "upload-num-proc-2": f"upload.main --configs {inputs['config']} --num-proc 2 + fsync",
+        "datasets-num-proc-1": "download_and_prepare + push_to_hub's shard writing (local) + fsync",
+        "datasets-num-proc-2": "download_and_prepare(num_proc=2) + push_to_hub's shard writing (local, 2 processes)",
+    }
+    timings = timed_interleaved(cases, repeats["build"])
+    for name, (seconds, _) in timings.items():
+        results.add(section, Measurement(name, seconds, rows, size, notes[name]))
     shutil.rmtree(scratch, ignore_errors=True)
 
     shutil.rmtree(published_dir, ignore_errors=True)

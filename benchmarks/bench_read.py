@@ -19,9 +19,10 @@ import time
 import pyarrow.parquet as pq
 from PIL import Image
 
-from common import Measurement, Results, files_under, parallel_ceiling, timed
+from common import Measurement, Results, files_under, parallel_ceiling, timed, timed_interleaved
 
 DECODE_SIZE = 448
+MAP_BATCH = 16  # rows per DecodeTransform call in the stream (datasets' default, 1000, would hold 1000 arrays)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def recommended(folder: str, config: str, image_column: str):
     from svitpipe.fast_decode import DecodeTransform, prepare_for_fast_decode
 
     ds = prepare_for_fast_decode(stream(folder, config), [image_column])
-    return ds.map(DecodeTransform(DECODE_SIZE, [image_column]), batched=True, batch_size=16)
+    return ds.map(DecodeTransform(DECODE_SIZE, [image_column]), batched=True, batch_size=MAP_BATCH)
 
 
 def pillow_decode(data: bytes):
@@ -96,12 +97,19 @@ def data_loader(dataset, workers: int):
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
 
 
-def loader_pass(dataset, workers: int, rows: int) -> tuple[float, float, int]:
+def loader_pass(dataset, workers: int, rows: int, batch: int = None) -> tuple[float, float, int]:
     """(seconds to the first row, seconds from row ``skip`` to row ``rows``, rows in that window). The window starts
-    after the first fifth (at least 8 rows), past what the workers prefetch while the loader starts."""
-    skip = max(8, rows // 5)
+    after the first fifth (at least 16 rows), past what the workers prefetch while the loader starts. ``batch``:
+    the workers send lists of that many rows (``collate_fn=list``) instead of one row at a time."""
+    import torch
+
+    skip = max(16, rows // 5)
     started = time.perf_counter()
-    iterator = iter(data_loader(dataset, workers))
+    if batch:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=list)
+        iterator = (row for rows_ in loader for row in rows_)
+    else:
+        iterator = iter(data_loader(dataset, workers))
     next(iterator)
     first = time.perf_counter()
     count(iterator, skip - 1)
@@ -191,57 +199,80 @@ def run(results: Results, family: str, folder: str, config: str, image_column: s
     def add(name, seconds, n, size, notes=""):
         return results.add(section, Measurement(name, seconds, n, size, notes))
 
-    # Bytes only, every row.
-    seconds, n = timed(lambda: pyarrow_batches(files), k, warmup=True)
-    pyarrow = add("bytes/pyarrow-iter-batches", seconds, n, shard_bytes, "pq.ParquetFile.iter_batches(100)")
-    seconds, n = timed(lambda: pyarrow_python_rows(files), k, warmup=True)
-    add("bytes/pyarrow-to-pylist", seconds, n, shard_bytes, "iter_batches + RecordBatch.to_pylist()")
-    seconds, n = timed(lambda ds: count(ds), k, setup=lambda: stream(folder, config).decode(False), warmup=True)
-    ours = add("bytes/datasets-stream", seconds, n, shard_bytes, "load_dataset(folder, config, streaming=True).decode(False)")
-    assert n == rows, (n, rows)
-
+    # The same rows as WebDataset tars and as LLaVA JSON + image folder.
     tars = write_webdataset(files, image_column, os.path.join(work_dir, "webdataset", config))
     tar_bytes = sum(os.path.getsize(p) for p in tars)
-    seconds, n = timed(lambda ds: count(ds), k, setup=lambda: webdataset_stream(tars).decode(False), warmup=True)
-    webdataset = add("bytes/webdataset-stream", seconds, n, tar_bytes, 'load_dataset("webdataset").decode(False)')
     llava_dir = os.path.join(work_dir, "llava", config)
     write_llava(folder, config, llava_dir)
     llava_bytes = sum(os.path.getsize(p) for p in files_under(llava_dir))
-    seconds, n = timed(lambda: llava_read(llava_dir, config, decode=False), k, warmup=True)
-    llava = add("bytes/llava-json-folder", seconds, n, llava_bytes, "json.load + open().read() per image")
+
+    # Bytes only, every row; the readers take turns (A B C ..., A B C ...) so that noise falls on all of them.
+    timings = timed_interleaved({
+        "pyarrow-iter-batches": lambda: pyarrow_batches(files),
+        "pyarrow-to-pylist": lambda: pyarrow_python_rows(files),
+        "datasets-stream": (count, lambda: stream(folder, config).decode(False)),
+        "webdataset-stream": (count, lambda: webdataset_stream(tars).decode(False)),
+        "llava-json-folder": lambda: llava_read(llava_dir, config, decode=False),
+    }, k, warmup=True)
+    sizes = {"webdataset-stream": tar_bytes, "llava-json-folder": llava_bytes}
+    notes = {
+        "pyarrow-iter-batches": "pq.ParquetFile.iter_batches(100)",
+        "pyarrow-to-pylist": "iter_batches + RecordBatch.to_pylist()",
+        "datasets-stream": "load_dataset(folder, config, streaming=True).decode(False)",
+        "webdataset-stream": 'load_dataset("webdataset").decode(False)',
+        "llava-json-folder": "json.load + open().read() per image",
+    }
+    measured = {name: add(f"bytes/{name}", seconds, n, sizes.get(name, shard_bytes), notes[name])
+                for name, (seconds, n) in timings.items()}
+    assert all(m.rows == rows for m in measured.values()), {name: m.rows for name, m in measured.items()}
+    pyarrow, ours = measured["pyarrow-iter-batches"], measured["datasets-stream"]
+    webdataset, llava = measured["webdataset-stream"], measured["llava-json-folder"]
 
     ratio = results.ratio(f"{section}/bytes/datasets-vs-pyarrow-best", pyarrow.best / ours.best,
                           of=ours.name, over=pyarrow.name, how="best of k")
     results.ratio(f"{section}/bytes/datasets-vs-pyarrow-median", pyarrow.median / ours.median,
                   of=ours.name, over=pyarrow.name, how="medians")
+    results.ratio(f"{section}/bytes/pyarrow-to-pylist-vs-pyarrow-best", pyarrow.best / measured["pyarrow-to-pylist"].best,
+                  of="pyarrow-to-pylist", over=pyarrow.name, how="best of k: the cost of Python rows alone")
     results.ratio(f"{section}/bytes/datasets-vs-webdataset", webdataset.best / ours.best,
                   of=ours.name, over=webdataset.name, how="rows/s, best of k")
     results.ratio(f"{section}/bytes/datasets-vs-llava", llava.best / ours.best,
                   of=ours.name, over=llava.name, how="rows/s, best of k")
-    results.target(f"read {family} bytes only: >= 0.5 of pyarrow iter_batches (best of k)", ratio, 0.5)
+    results.target(f"read {family} bytes only: >= 0.5 of pyarrow iter_batches (best of k)", ratio, 0.5,
+                   detail=f"pyarrow + to_pylist alone: {pyarrow.best / measured['pyarrow-to-pylist'].best:.2f}x")
 
-    # With decode, the first decode_rows rows.
+    # With decode, the first decode_rows rows, readers in turn.
+    from svitpipe.fast_decode import decode_resized
+
     r = repeats["decode"]
+    # A multiple of the map's batch size, so that the stream decodes exactly the rows it yields.
+    decode_rows = max(MAP_BATCH, decode_rows - decode_rows % MAP_BATCH)
     images = first_image_bytes(files, image_column, decode_rows)
     n_decode = len(images)
     image_bytes = sum(map(len, images))
-    seconds, _ = timed(lambda: decode_all(pillow_decode, images), r)
-    pillow = add("decode/pillow-open-load", seconds, n_decode, image_bytes, "Image.open(BytesIO).load(), bytes in memory")
-    seconds, n = timed(lambda ds: count(ds, n_decode), r, setup=lambda: stream(folder, config))
-    default = add("decode/datasets-stream-default-image", seconds, n, image_bytes, "load_dataset(streaming=True), Image()")
-    seconds, n = timed(lambda ds: count(ds, n_decode), r, setup=lambda: webdataset_stream(tars))
-    web_decode = add("decode/webdataset-stream", seconds, n, image_bytes, 'load_dataset("webdataset"), Image()')
-    seconds, n = timed(lambda: llava_read(llava_dir, config, decode=True, limit=n_decode), r)
-    llava_decode = add("decode/llava-json-folder", seconds, n, image_bytes, "Image.open(path).convert('RGB')")
-
-    from svitpipe.fast_decode import decode_resized
-
-    seconds, _ = timed(lambda: decode_all(lambda data: decode_resized(data, DECODE_SIZE), images), r)
-    fast_bare = add(f"decode/pillow-decode-resized-{DECODE_SIZE}", seconds, n_decode, image_bytes,
-                    "decode_resized(bytes, 448) in a loop, bytes in memory")
-    seconds, n = timed(lambda ds: count(ds, n_decode), r, setup=lambda: recommended(folder, config, image_column))
-    fast = add(f"decode/datasets-stream-recommended-{DECODE_SIZE}", seconds, n, image_bytes,
-               "prepare_for_fast_decode + map(DecodeTransform(448), batched=True)")
+    fast_name = f"datasets-stream-recommended-{DECODE_SIZE}"
+    bare_name = f"pillow-decode-resized-{DECODE_SIZE}"
+    timings = timed_interleaved({
+        "pillow-open-load": lambda: decode_all(pillow_decode, images),
+        "datasets-stream-default-image": (lambda ds: count(ds, n_decode), lambda: stream(folder, config)),
+        "webdataset-stream": (lambda ds: count(ds, n_decode), lambda: webdataset_stream(tars)),
+        "llava-json-folder": lambda: llava_read(llava_dir, config, decode=True, limit=n_decode),
+        bare_name: lambda: decode_all(lambda data: decode_resized(data, DECODE_SIZE), images),
+        fast_name: (lambda ds: count(ds, n_decode), lambda: recommended(folder, config, image_column)),
+    }, r, warmup=True)
+    notes = {
+        "pillow-open-load": "Image.open(BytesIO).load(), bytes in memory",
+        "datasets-stream-default-image": "load_dataset(streaming=True), Image()",
+        "webdataset-stream": 'load_dataset("webdataset"), Image()',
+        "llava-json-folder": "Image.open(path).convert('RGB')",
+        bare_name: "decode_resized(bytes, 448) in a loop, bytes in memory",
+        fast_name: "prepare_for_fast_decode + map(DecodeTransform(448), batched=True, batch_size=16)",
+    }
+    decoded = {name: add(f"decode/{name}", seconds, n_decode, image_bytes, notes[name])
+               for name, (seconds, _) in timings.items()}
+    pillow, default = decoded["pillow-open-load"], decoded["datasets-stream-default-image"]
+    web_decode, llava_decode = decoded["webdataset-stream"], decoded["llava-json-folder"]
+    fast_bare, fast = decoded[bare_name], decoded[fast_name]
 
     results.ratio(f"{section}/decode/default-vs-pillow", pillow.median / default.median,
                   of=default.name, over=pillow.name, how="medians")
@@ -270,24 +301,32 @@ def run(results: Results, family: str, folder: str, config: str, image_column: s
         "recommended minus (decode_resized + stream bytes only)": per_row(fast) - per_row(fast_bare) - per_row(ours),
     }
 
-    # DataLoader over the recommended path: workers' start-up, then steady state.
+    # DataLoader over the recommended path: workers' start-up, then steady state; the variants take turns.
+    variants = {0: (0, None), 2: (2, None), "2-batched": (2, 8)}
+    loader_rows = min(loader_rows, rows)
+    startup = {key: [] for key in variants}
+    steady = {key: [] for key in variants}
+    for _ in range(repeats["loader"]):
+        for key, (workers, batch) in variants.items():
+            first, rest, n = loader_pass(recommended(folder, config, image_column), workers, loader_rows, batch)
+            startup[key].append(first)
+            steady[key].append(rest)
     loader = {}
-    for workers in (0, 2):
-        startup, steady = [], []
-        for _ in range(r):
-            first, rest, n = loader_pass(recommended(folder, config, image_column), workers, loader_rows)
-            startup.append(first)
-            steady.append(rest)
-        results.add(section, Measurement(f"decode/dataloader-{workers}-workers-startup", startup, None, None,
+    for key, (workers, batch) in variants.items():
+        label = f"{workers}-workers" + (f"-batch-{batch}" if batch else "")
+        results.add(section, Measurement(f"decode/dataloader-{label}-startup", startup[key], None, None,
                                          "seconds to the first row"))
-        loader[workers] = add(f"decode/dataloader-{workers}-workers-{DECODE_SIZE}", steady, n, None,
-                              f"DataLoader(batch_size=None, num_workers={workers}), recommended path, steady")
+        loader[key] = add(f"decode/dataloader-{label}-{DECODE_SIZE}", steady[key], n, None,
+                          f"DataLoader(num_workers={workers}, batch_size={batch}"
+                          + (", collate_fn=list)" if batch else ")") + ", recommended path, steady")
+    results.ratio(f"{section}/decode/dataloader-2-batched-vs-0", loader[0].median / loader["2-batched"].median,
+                  of=loader["2-batched"].name, over=loader[0].name, how="medians, steady state; 8 rows per transfer")
     scaling = results.ratio(f"{section}/decode/dataloader-2-vs-0", loader[0].median / loader[2].median,
                             of=loader[2].name, over=loader[0].name, how="medians, steady state")
     # About a second of decoding per process (the same images over again if there are few).
     per_image = fast_bare.median / fast_bare.rows
     sample = (images * (1 + int(1.0 / per_image) // len(images)))[: max(len(images), int(1.0 / per_image))]
-    one, two = parallel_ceiling(decode_resized_all, (sample,), ((sample,), (sample,)), r)
+    one, two = parallel_ceiling(decode_resized_all, (sample,), ((sample,), (sample,)), repeats["loader"])
     ceiling = results.add(section, Measurement("decode/ceiling-2-processes", two, 2 * len(sample), None,
                                                "decode_resized(448) in 2 forked processes at once"))
     single = results.add(section, Measurement("decode/ceiling-1-process", one, len(sample), None,

@@ -175,18 +175,25 @@ FULL = {
     "files_per_commit": 50,  # svitpipe.hub_publish.push_folder batch_size
     "commits_per_hour": 128,  # Hub limit per repo
     "cores_per_machine": 16,
-    "network_in_bytes_per_s": 1.25e9,  # 10 Gb/s per machine, from Meta's CDN
+    "nic_bytes_per_s": 1.25e9,  # 10 Gb/s per machine: tars in from Meta's CDN, parts out to the shared folder
+    "shared_fs_bytes_per_s": 5e9,  # aggregate write rate of the shared filesystem --local-dir is on (Ray, >1 machine)
     "push_bytes_per_s": 1.25e9,  # 10 Gb/s from the one machine that pushes (upload.py pushes from its folder)
 }
 
 
 def project(results: Results, machines=(1, 8, 64)) -> dict:
-    """Hours for the full build on ``machines`` machines of 16 cores, and what bounds each step."""
+    """Hours for the full build on ``machines`` machines of 16 cores, and what bounds each step.
+
+    Steps, as upload.py runs them: the caption index (one pass over the captions file, on the driver); the units
+    (in parallel); then the push (one machine, commits of ``files_per_commit`` files, each batch hashed, then
+    uploaded). Per-core rates, the parallel efficiency (this machine's 2-process ceiling / 2), the caption index
+    rate, SHA-256 and JPEG decode rates are measured in this run.
+    """
     section = "scaling/sa1b"
     one = results.measurements.get(f"{section}/ceiling-1-process") or results.measurements.get(f"{section}/local-1")
     if one is None:
         return {}
-    per_core_bytes = one.bytes / one.median  # source (tar) bytes per second per core: images dominate
+    per_core_bytes = one.bytes / one.median
     per_core_rows = one.rows / one.median
     image_bytes_measured = results.facts.get("sources/sa1b", {}).get("image_bytes") or one.bytes
     per_core_image_bytes = per_core_bytes * image_bytes_measured / one.bytes
@@ -196,38 +203,43 @@ def project(results: Results, machines=(1, 8, 64)) -> dict:
     index_rate = index.bytes / index.median if index else None
     sha = results.measurements.get("scaling/sha256-one-core")
     sha_rate = sha.bytes / sha.median if sha else None
+    decode = results.measurements.get("decode/sa1b/pillow-full-decode")
+    decode_s = decode.median / decode.rows if decode else None
 
     total_in = FULL["tars"] * FULL["tar_bytes"]
     images_bytes = total_in * FULL["image_share"]
     files = images_bytes / (0.9 * FULL["shard_bytes"])  # shards close a little under the limit
     commits = files / FULL["files_per_commit"]
-    push = {
-        "commits_h": commits / FULL["commits_per_hour"],
-        "upload_h": images_bytes / FULL["push_bytes_per_s"] / 3600,
-        "hashing_h": images_bytes / sha_rate / 3600 if sha_rate else None,
-    }
-    push_h = max(v for v in push.values() if v is not None)
-    index_h = FULL["captions_bytes"] / index_rate / 3600 if index_rate else None
+    hashing_h = images_bytes / sha_rate / 3600 if sha_rate else 0.0
+    upload_h = images_bytes / FULL["push_bytes_per_s"] / 3600
+    push = {"commit rate": commits / FULL["commits_per_hour"], "hash then upload, one machine": hashing_h + upload_h}
+    push_bound = max(push, key=push.get)
+    index_h = FULL["captions_bytes"] / index_rate / 3600 if index_rate else 0.0
+    # CPU per image: the build's (bytes through Parquet dominate), plus a full decode with --image-check decode.
+    image_s = max(images_bytes / per_core_image_bytes, FULL["images"] / per_core_rows) / FULL["images"]
     table = {}
     for m in machines:
-        cores = m * FULL["cores_per_machine"]
-        # CPU cost scales with image bytes (CDC hashing, copies, Parquet pages) and with rows.
-        cpu_h = max(images_bytes / (per_core_image_bytes * cores * efficiency),
-                    FULL["images"] / (per_core_rows * cores * efficiency)) / 3600
-        network_h = total_in / (FULL["network_in_bytes_per_s"] * m) / 3600
-        build_h = max(cpu_h, network_h)
+        cores = m * FULL["cores_per_machine"] * efficiency
+        bounds = {
+            "CPU": FULL["images"] * image_s / cores / 3600,
+            "network in": (total_in + (images_bytes if m > 1 else 0)) / (FULL["nic_bytes_per_s"] * m) / 3600,
+        }
+        if m > 1:
+            bounds["shared filesystem"] = images_bytes / FULL["shared_fs_bytes_per_s"] / 3600
+        build_bound = max(bounds, key=bounds.get)
+        decode_cpu = FULL["images"] * (image_s + decode_s) / cores / 3600 if decode_s else None
         table[m] = {
-            "cores": cores, "index_h": index_h, "cpu_h": cpu_h, "network_in_h": network_h, "build_h": build_h,
-            "build_bound": "CPU (decode-free build: bytes through Parquet)" if cpu_h >= network_h else "network in",
-            "push_h": push_h,
-            "push_bound": max((k for k in push if push[k] is not None), key=lambda k: push[k]),
-            "total_h": (index_h or 0) + build_h + push_h,
+            "cores": m * FULL["cores_per_machine"], "index_h": index_h, **{f"{k}_h": v for k, v in bounds.items()},
+            "cpu_with_decode_check_h": decode_cpu, "build_h": bounds[build_bound], "build_bound": build_bound,
+            "push_h": push[push_bound], "push_bound": push_bound,
+            "total_h": index_h + bounds[build_bound] + push[push_bound],
         }
     out = {
-        "assumptions": FULL, "per_core_source_mb_s": per_core_bytes / 1e6, "per_core_image_mb_s":
-        per_core_image_bytes / 1e6, "per_core_rows_s": per_core_rows, "parallel_efficiency": efficiency,
-        "caption_index_mb_s": index_rate / 1e6 if index_rate else None, "sha256_mb_s": sha_rate / 1e6 if sha_rate else None,
-        "files": files, "commits": commits, "push": push, "machines": table,
+        "assumptions": FULL, "per_core_source_mb_s": per_core_bytes / 1e6,
+        "per_core_image_mb_s": per_core_image_bytes / 1e6, "per_core_rows_s": per_core_rows,
+        "parallel_efficiency": efficiency, "caption_index_mb_s": index_rate / 1e6 if index_rate else None,
+        "sha256_mb_s": sha_rate / 1e6 if sha_rate else None, "decode_ms": decode_s * 1e3 if decode_s else None,
+        "files": files, "commits": commits, "push_h": push, "machines": table,
     }
     results.facts["projection"] = out
     return out

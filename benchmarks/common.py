@@ -187,3 +187,18 @@ def parallel_ceiling(function, one: tuple, two: tuple, repeats: int) -> tuple[li
                 result.get()
             double.append(time.perf_counter() - started)
     return single, double
+
+
+def timed_interleaved(cases: dict, repeats: int, *, warmup: bool = False) -> dict:
+    """Like ``timed`` for several cases at once, run in turn (A B C, A B C, ...) so that a noisy spell of the machine
+    falls on all of them rather than on one. ``cases``: name -> function or (function, setup). Returns name ->
+    (seconds per repetition, last result)."""
+    normal = {name: case if isinstance(case, tuple) else (case, None) for name, case in cases.items()}
+    out = {name: ([], None) for name in normal}
+    for round_ in range(repeats + (1 if warmup else 0)):
+        for name, (function, setup) in normal.items():
+            seconds, result = timed(function, 1, setup=setup)
+            if warmup and round_ == 0:
+                continue
+            out[name] = (out[name][0] + seconds, result)
+    return out

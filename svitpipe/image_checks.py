@@ -35,7 +35,9 @@ def inspect_image(data: bytes, check: ImageCheck = "header") -> tuple[int, int]:
                 image.load()
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as err:
         raise CorruptImage(f"cannot read image ({type(err).__name__}: {err})") from None
-    if image_format == "JPEG" and data.rfind(_JPEG_END) < data.rfind(_JPEG_START_OF_SCAN):
+    # A scan after the last end-of-image marker means the file stops inside that scan. Searching forward from the
+    # last end marker (at the very end of a complete file) avoids scanning the whole image backwards.
+    if image_format == "JPEG" and data.find(_JPEG_START_OF_SCAN, data.rfind(_JPEG_END) + 1) != -1:
         raise CorruptImage("JPEG is truncated: no end-of-image marker after the last scan")
     if size[0] <= 0 or size[1] <= 0:
         raise CorruptImage(f"image has an empty size {size}")

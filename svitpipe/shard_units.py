@@ -241,8 +241,9 @@ def _split_parts(parts: list, target: int, split_dir: str, features, layout: Par
 
 def _split_file(path: str, half: int, targets: list, features, layout: ParquetLayout) -> list:
     """Rows ``[0, half)`` of a Parquet file to ``targets[0]``, the rest to ``targets[1]``, reading one row group at
-    a time (a part can be as large as a shard: reading it whole would hold it all in memory)."""
-    batches = pq.ParquetFile(path).iter_batches(batch_size=layout.rows_per_row_group)
+    a time (a part can be as large as a shard: reading it whole would hold it all in memory). ``pre_buffer=False``:
+    pyarrow's default pre-buffers every row group the iterator will read, the whole file."""
+    batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=layout.rows_per_row_group)
     carried = []
 
     def head():
