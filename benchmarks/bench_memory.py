@@ -27,10 +27,11 @@ PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rss_probe.py")
 LIMIT_MB = 300
 
 
-def _start(mode: str, params: dict, log_dir: str) -> tuple:
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    out = open(os.path.join(log_dir, f"{mode}.out"), "w+")
-    err = open(os.path.join(log_dir, f"{mode}.err"), "w+")
+def _start(mode: str, params: dict, log_dir: str, extra_env: dict = None) -> tuple:
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    tag = mode + "".join(f"-{value}" for value in (extra_env or {}).values())
+    out = open(os.path.join(log_dir, f"{tag}.out"), "w+")
+    err = open(os.path.join(log_dir, f"{tag}.err"), "w+")
     process = subprocess.Popen([sys.executable, PROBE, mode, json.dumps(params)], stdout=out, stderr=err, text=True,
                                env=env, start_new_session=True)
     return process, out, err, time.monotonic()
@@ -65,7 +66,8 @@ def _finish(mode: str, handle: tuple) -> dict:
     return result
 
 
-def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float, sa1b_tars: int) -> None:
+def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float, sa1b_tars: int,
+        allocator_variant: bool = False) -> None:
     scratch = os.path.join(work_dir, "scratch-memory")
     shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(scratch)
@@ -97,11 +99,19 @@ def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float,
     # Two at a time (one per core), longest first: peak RSS is per process, so running side by side changes the
     # time, not the peak.
     queue = ["svit/build", "svit/stream", "sa1b/build", "sa1b/stream", "svit/json.load", "sa1b/json.loads-every-line"]
+    environments = {}
+    if allocator_variant:
+        # The same build with Arrow allocating through jemalloc instead of its default (mimalloc here).
+        mode, params = cases["svit/build"]
+        argv = [value if value != f"{scratch}/svit-build" else f"{scratch}/svit-build-jemalloc" for value in params["argv"]]
+        cases["svit/build-arrow-jemalloc"] = (mode, {"argv": argv})
+        environments["svit/build-arrow-jemalloc"] = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
+        queue.insert(1, "svit/build-arrow-jemalloc")
     running = {}
     while queue or running:
         while queue and len(running) < 2:
             name = queue.pop(0)
-            running[name] = _start(*cases[name], scratch)
+            running[name] = _start(*cases[name], scratch, environments.get(name))
         finished = _wait_any(running, timeout)
         handle = running.pop(finished)
         try:
@@ -115,6 +125,10 @@ def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float,
         measured[finished] = entry
         results.facts[f"memory/{finished}"] = entry
     shutil.rmtree(scratch, ignore_errors=True)
+    if "svit/build-arrow-jemalloc" in measured and "svit/build" in measured:
+        results.ratio("memory/svit/build-arrow-jemalloc-vs-default", measured["svit/build-arrow-jemalloc"]["peak_mb"]
+                      / measured["svit/build"]["peak_mb"], of="svit build, ARROW_DEFAULT_MEMORY_POOL=jemalloc",
+                      over="svit build, Arrow's default allocator", how="peak RSS")
     for family, size, baseline in (("svit", svit["annotation_bytes"], "json.load"),
                                    ("sa1b", sa1b["captions_bytes"], "json.loads-every-line")):
         whole = measured.get(f"{family}/{baseline}")

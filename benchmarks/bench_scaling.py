@@ -3,14 +3,15 @@ the local engine (``run_local``: in this process, or a pool of spawned processes
 cluster with 1 or 2 CPUs, one task per unit).
 
 The caption index is built once, before timing (it is per config, not per unit). Every repetition writes the parts
-to a fresh folder, so nothing is reused. Fixed costs are measured too:
+to a fresh folder, so nothing is reused. Measured:
 
-* local, 2 processes: the same call when every unit is already complete (the pool starts, each worker imports
-  ``datasets`` and checks the unit's stats file, nothing is built);
-* Ray: starting the local cluster (``ray_session``), and the first run, whose workers import everything.
+* this machine's own limit: the same units built by one, then by two already running (forked, warmed-up) processes;
+* the local engine end to end (a pool of spawned processes starts for every call) and the pool's fixed cost alone
+  (every unit already complete); and its steady state: every unit twice (under other keys), rows arriving after
+  each worker has delivered its first unit over the time to the last, which is what a long build sees;
+* Ray: starting the local cluster, the first run (workers start and import), then runs with warm workers.
 
-Steady-state throughput (fixed cost subtracted for the local pool; runs after the first for Ray) is what a long build
-sees, where start-up is paid once for hours of work; the per-core rate it gives feeds the projection in README.md.
+The projection in ``project`` turns the per-core rate into hours for the full build.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import os
 import shutil
 import statistics
 import time
+from dataclasses import replace
 
-from common import Measurement, Results, parallel_ceiling, timed
+from common import Measurement, Results, parallel_ceiling, timed, timed_interleaved
 
 
 def build_units(units, kwargs: dict, base: str, layout) -> int:
@@ -54,7 +56,7 @@ def time_caption_index(results: Results, captions: str, work_dir: str) -> None:
 
 
 def run(results: Results, facts: dict, work_dir: str, repeats: int, with_ray: bool = True,
-        large_captions: str = None) -> dict:
+        large_captions: str = None, ceiling_repeats: int = 5) -> dict:
     import datasets
 
     from svitpipe.engines import ray_session, run_local, run_ray
@@ -81,37 +83,62 @@ def run(results: Results, facts: dict, work_dir: str, repeats: int, with_ray: bo
         shutil.rmtree(parts, ignore_errors=True)
         return parts
 
-    def check(run):
+    def check(run, expected=rows):
         if run.failures:
             raise RuntimeError(f"units failed: {run.failures}")
         built = sum(result.num_rows for result in run.succeeded)
-        if built != rows:
-            raise RuntimeError(f"built {built} rows, expected {rows}")
+        if built != expected:
+            raise RuntimeError(f"built {built} rows, expected {expected}")
         return run
 
     measured = {}
     # This machine's limit: the same units built by one, then by two already running processes (half each).
     ideal = os.path.join(root, "ideal")
     one, two = parallel_ceiling(build_units, (units, kwargs, ideal, layout),
-                                ((units[0::2], kwargs, ideal, layout), (units[1::2], kwargs, ideal, layout)), repeats)
+                                ((units[0::2], kwargs, ideal, layout), (units[1::2], kwargs, ideal, layout)),
+                                ceiling_repeats)
     shutil.rmtree(ideal, ignore_errors=True)
     results.add(section, Measurement("ceiling-1-process", one, rows, size, "build_unit for every unit, 1 forked process"))
     results.add(section, Measurement("ceiling-2-processes", two, rows, size, "half the units in each of 2 forked "
                                      "processes at once (started before timing)"))
-    limit = results.ratio(f"{section}/machine-ceiling-2-vs-1", statistics.median(one) / statistics.median(two),
-                          of="ceiling-2-processes", over="ceiling-1-process", how="medians: this machine's limit")
+    # Best of k: interference from other tenants only ever slows a run down, and one slow run of either side would
+    # make the ceiling meaningless (even above 2x).
+    limit = results.ratio(f"{section}/machine-ceiling-2-vs-1", min(one) / min(two),
+                          of="ceiling-2-processes", over="ceiling-1-process", how="best of k: this machine's limit")
+
+    # The local engine end to end (a pool starts for every call when num_proc > 1) and its fixed cost alone (every
+    # unit already complete, so nothing is built).
+    cases = {f"local-{workers}": (lambda out, w=workers: check(run_local(units, kwargs, out, layout, num_proc=w)),
+                                  fresh) for workers in (1, 2)}
+    cases["local-2-fixed-cost"] = lambda: check(run_local(units, kwargs, parts, layout, num_proc=2))
+    # Steady state: every unit twice (under other keys), timed between results as they arrive, from the moment
+    # every worker has delivered its first unit to the last: the workers are running and warm, as in a long build.
+    doubled = units + [replace(unit, key=f"{unit.key}-again") for unit in units]
+    steady = {workers: [] for workers in (1, 2)}
+
+    def steady_pass(out, workers):
+        arrivals = []
+        check(run_local(doubled, kwargs, out, layout, num_proc=workers,
+                        on_result=lambda result: arrivals.append((time.perf_counter(), result.num_rows))), 2 * rows)
+        start_time = arrivals[workers - 1][0]
+        steady[workers].append((sum(n for _, n in arrivals[workers:]), arrivals[-1][0] - start_time))
+
     for workers in (1, 2):
-        seconds, _ = timed(lambda out: check(run_local(units, kwargs, out, layout, num_proc=workers)), repeats,
-                           setup=fresh, warmup=workers == 1)
-        measured[f"local-{workers}"] = results.add(section, Measurement(
-            f"local-{workers}", seconds, rows, size, f"run_local(num_proc={workers}), end to end"))
-    # Fixed cost of the pool: every unit already complete (parts from the last run are still there).
-    seconds, _ = timed(lambda: check(run_local(units, kwargs, parts, layout, num_proc=2)), repeats)
-    fixed = results.add(section, Measurement("local-2-fixed-cost", seconds, None, None,
-                                             "run_local(num_proc=2) with every unit complete: pool start-up"))
-    steady = [max(s - fixed.median, 1e-3) for s in measured["local-2"].seconds]
-    measured["local-2-steady"] = results.add(section, Measurement(
-        "local-2-steady", steady, rows, size, "local-2 minus the pool's fixed cost"))
+        cases[f"local-{workers}-doubled"] = (lambda out, w=workers: steady_pass(out, w), fresh)
+    timings = timed_interleaved(cases, repeats)
+    notes = {"local-1": "run_local(num_proc=1), end to end", "local-2": "run_local(num_proc=2), end to end",
+             "local-2-fixed-cost": "run_local(num_proc=2), every unit complete: pool start-up",
+             "local-1-doubled": "every unit twice, end to end", "local-2-doubled": "every unit twice, end to end"}
+    for name, (seconds, _) in timings.items():
+        work = (None, None) if name.endswith("fixed-cost") else ((2 * rows, 2 * size) if "doubled" in name else (rows, size))
+        measured[name] = results.add(section, Measurement(name, seconds, *work, notes[name]))
+    per_row = size / rows
+    for workers in (1, 2):
+        window_rows = [n for n, _ in steady[workers]]
+        measured[f"local-{workers}-steady"] = results.add(section, Measurement(
+            f"local-{workers}-steady", [t * statistics.median(window_rows) / n for n, t in steady[workers]],
+            int(statistics.median(window_rows)), int(statistics.median(window_rows) * per_row),
+            "every unit twice: rows arriving after each worker's first unit / time to the last"))
 
     if with_ray:
         try:
@@ -134,13 +161,13 @@ def run(results: Results, facts: dict, work_dir: str, repeats: int, with_ray: bo
                     f"ray-{workers}", seconds, rows, size, f"run_ray on a local cluster of {workers} CPU(s), warm"))
 
     one = measured["local-1"]
-    results.ratio(f"{section}/local-2-vs-1-end-to-end", one.median / measured["local-2"].median,
-                  of="local-2", over="local-1", how="medians, pool start-up included")
-    local = results.ratio(f"{section}/local-2-vs-1-steady", one.median / measured["local-2-steady"].median,
-                          of="local-2-steady", over="local-1", how="medians, pool start-up subtracted")
-    results.target("scaling local engine: 2 processes >= 1.7x one (steady state)", local, 1.7,
-                   detail=f"end to end, start-up included: {one.median / measured['local-2'].median:.2f}x; "
-                          f"machine ceiling {limit:.2f}x")
+    end_to_end = results.ratio(f"{section}/local-2-vs-1-end-to-end", one.median / measured["local-2"].median,
+                               of="local-2", over="local-1", how="medians, pool start-up included")
+    local = results.ratio(f"{section}/local-2-vs-1-steady", measured["local-1-steady"].median /
+                          measured["local-2-steady"].median, of="local-2-steady", over="local-1-steady",
+                          how="medians, workers running and warm")
+    results.target("scaling local engine: 2 processes >= 1.7x one (workers running)", local, 1.7,
+                   detail=f"end to end, start-up included: {end_to_end:.2f}x; machine ceiling {limit:.2f}x")
     if "ray-1" in measured:
         ray = results.ratio(f"{section}/ray-2-vs-1", measured["ray-1"].median / measured["ray-2"].median,
                             of="ray-2", over="ray-1", how="medians, warm workers")
@@ -186,19 +213,20 @@ def project(results: Results, machines=(1, 8, 64)) -> dict:
 
     Steps, as upload.py runs them: the caption index (one pass over the captions file, on the driver); the units
     (in parallel); then the push (one machine, commits of ``files_per_commit`` files, each batch hashed, then
-    uploaded). Per-core rates, the parallel efficiency (this machine's 2-process ceiling / 2), the caption index
-    rate, SHA-256 and JPEG decode rates are measured in this run.
+    uploaded). The per-core rate (the local engine's steady state), the parallel efficiency (its 2-process scaling
+    / 2), the caption index rate, SHA-256 and JPEG decode rates are measured in this run.
     """
     section = "scaling/sa1b"
-    one = results.measurements.get(f"{section}/ceiling-1-process") or results.measurements.get(f"{section}/local-1")
+    one = results.measurements.get(f"{section}/local-1-steady")
     if one is None:
         return {}
     per_core_bytes = one.bytes / one.median
     per_core_rows = one.rows / one.median
-    image_bytes_measured = results.facts.get("sources/sa1b", {}).get("image_bytes") or one.bytes
-    per_core_image_bytes = per_core_bytes * image_bytes_measured / one.bytes
-    ceiling = results.ratios.get(f"{section}/machine-ceiling-2-vs-1", {}).get("value", 2.0)
-    efficiency = min(1.0, ceiling / 2)
+    source = results.facts.get("sources/sa1b", {})
+    image_share = source["image_bytes"] / source["source_bytes"] if source.get("image_bytes") else 1.0
+    per_core_image_bytes = per_core_bytes * image_share
+    scaling = results.ratios.get(f"{section}/local-2-vs-1-steady", {}).get("value", 2.0)
+    efficiency = min(1.0, scaling / 2)
     index = results.measurements.get(f"{section}/caption-index")
     index_rate = index.bytes / index.median if index else None
     sha = results.measurements.get("scaling/sha256-one-core")

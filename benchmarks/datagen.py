@@ -205,12 +205,18 @@ def _parallel_map(function, items, workers: int = 2):
 
 
 def prune_stale(work_dir: str) -> list[str]:
-    """Remove inputs written by other versions of this generator."""
-    folder = os.path.join(work_dir, "sources")
-    stale = [name for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-             if not name.endswith(f"-v{GENERATOR_VERSION}")]
-    for name in stale:
-        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    """Remove inputs written by other versions of this generator, and what was built from them."""
+    folders = [os.path.join(work_dir, "sources")]
+    published = os.path.join(work_dir, "published")
+    if os.path.isdir(published):
+        folders += [os.path.join(published, family) for family in os.listdir(published)]
+    stale = []
+    for folder in folders:
+        if os.path.isdir(folder):
+            stale += [os.path.join(folder, name) for name in os.listdir(folder)
+                      if not name.endswith(f"-v{GENERATOR_VERSION}")]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
     return stale
 
 

@@ -54,7 +54,8 @@ def make_plan(quick: bool, scale: float) -> Plan:
         return Plan(
             sizes=datagen.Sizes(vg_images=scaled(120, 16), sa1b_tars=8, sa1b_images_per_tar=scaled(5),
                                 memory_mb=scaled(100, 10)),
-            repeats={"build": 1, "bytes": 2, "decode": 1, "loader": 1, "scaling": 1},
+            repeats={"build": 1, "bytes": 2, "decode": 1, "loader": 1, "scaling": 1, "ceiling": 1,
+                     "ceiling_seconds": 0.3},
             decode_rows={"svit": scaled(48), "sa1b": scaled(16)},
             loader_rows={"svit": scaled(100), "sa1b": scaled(60)},
             decode_images=scaled(4),
@@ -64,7 +65,8 @@ def make_plan(quick: bool, scale: float) -> Plan:
     return Plan(
         sizes=datagen.Sizes(vg_images=scaled(1200, 16), sa1b_tars=16, sa1b_images_per_tar=scaled(40),
                             memory_mb=scaled(1000, 10)),
-        repeats={"build": 3, "bytes": 5, "decode": 5, "loader": 3, "scaling": 3},
+        repeats={"build": 3, "bytes": 5, "decode": 5, "loader": 3, "scaling": 3, "ceiling": 5,
+                 "ceiling_seconds": 1.0},
         decode_rows={"svit": scaled(304), "sa1b": scaled(80)},
         loader_rows={"svit": scaled(500), "sa1b": scaled(320)},
         decode_images=scaled(24),
@@ -174,13 +176,14 @@ def section_memory(ctx: Context) -> None:
     import bench_memory
 
     bench_memory.run(ctx.results, ctx.source("svit-large"), ctx.source("sa1b-large"), ctx.work_dir,
-                     ctx.plan.memory_timeout, ctx.plan.memory_sa1b_tars)
+                     ctx.plan.memory_timeout, ctx.plan.memory_sa1b_tars, allocator_variant=not ctx.args.quick)
 
 
 def section_scaling(ctx: Context) -> None:
     import bench_scaling
 
     bench_scaling.run(ctx.results, ctx.source("sa1b"), ctx.work_dir, ctx.plan.repeats["scaling"],
+                      ceiling_repeats=ctx.plan.repeats["ceiling"],
                       with_ray=ctx.args.ray == "yes" or (ctx.args.ray == "auto" and not ctx.args.quick),
                       large_captions=ctx.source("sa1b-large")["captions"])
 

@@ -215,12 +215,14 @@ class ShardWriter:
 
 def write_batches(path: str, batches: Iterable[pa.RecordBatch], features: Features, layout: ParquetLayout) -> WrittenFile:
     """Write record batches (already encoded rows) as one Parquet file, in row groups of ``rows_per_row_group`` rows
-    counted from the first row (as ``write_table`` does); only about one row group is held in memory at a time."""
+    counted from the first row, and put it in place as ``write_table`` does; only about one row group is held in
+    memory at a time."""
     size = layout.rows_per_row_group
     rows = arrow_bytes = 0
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
-    with pa.OSFile(path, "wb") as sink:
+    temporary = f"{path}.tmp"
+    with pa.OSFile(temporary, "wb") as sink:
         with open_parquet_writer(sink, features, layout) as writer:
 
             def write(group: pa.Table) -> None:
@@ -241,7 +243,17 @@ def write_batches(path: str, batches: Iterable[pa.RecordBatch], features: Featur
                     pending_rows -= full
             if pending_rows:
                 write(pa.Table.from_batches(pending, schema=features.arrow_schema))
+    _put_in_place(temporary, path)
     return WrittenFile(os.path.basename(path), rows, os.path.getsize(path), arrow_bytes)
+
+
+def _put_in_place(temporary: str, path: str) -> None:
+    """Keep an existing ``path`` with the same bytes; otherwise replace it by ``temporary`` (a new file, never a
+    rewrite in place: published shards are hard links to these files and must never be seen half-written)."""
+    if os.path.exists(path) and filecmp.cmp(path, temporary, shallow=False):
+        os.remove(temporary)
+    else:
+        os.replace(temporary, path)
 
 
 def write_table(path: str, table: pa.Table, features: Features, layout: ParquetLayout) -> WrittenFile:
