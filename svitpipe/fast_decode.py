@@ -121,7 +121,7 @@ def _finish(image: Image.Image, target: tuple[int, int], box, resample: int) -> 
         image = _resize(image, target, box, resample).convert("RGB")
     else:
         image = _resize(_to_rgb(image), target, box, resample)
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # writable: torch warns on (and may not write) read-only arrays
     assert array.shape == (target[1], target[0], 3), array.shape
     return array
 
