@@ -215,8 +215,8 @@ class ShardWriter:
 
 def write_batches(path: str, batches: Iterable[pa.RecordBatch], features: Features, layout: ParquetLayout) -> WrittenFile:
     """Write record batches (already encoded rows) as one Parquet file, in row groups of ``rows_per_row_group`` rows
-    counted from the first row, and put it in place as ``write_table`` does; only about one row group is held in
-    memory at a time."""
+    counted from the first row; only about one row group is held in memory at a time. An existing file with the
+    same bytes is left alone, and a different one is replaced by a new file rather than rewritten in place."""
     size = layout.rows_per_row_group
     rows = arrow_bytes = 0
     pending: list[pa.RecordBatch] = []
@@ -257,18 +257,5 @@ def _put_in_place(temporary: str, path: str) -> None:
 
 
 def write_table(path: str, table: pa.Table, features: Features, layout: ParquetLayout) -> WrittenFile:
-    """Write an Arrow table (already encoded rows) as one Parquet file with the layout's row groups and options.
-
-    An existing file with the same bytes is left alone, and a different one is replaced by a new file rather than
-    rewritten in place: published shards are hard links to these files and must never be seen half-written.
-    """
-    temporary = f"{path}.tmp"
-    with pa.OSFile(temporary, "wb") as sink:
-        with open_parquet_writer(sink, features, layout) as writer:
-            for start in range(0, len(table), layout.rows_per_row_group):
-                writer.write_table(table.slice(start, layout.rows_per_row_group), row_group_size=layout.rows_per_row_group)
-    if os.path.exists(path) and filecmp.cmp(path, temporary, shallow=False):
-        os.remove(temporary)
-    else:
-        os.replace(temporary, path)
-    return WrittenFile(os.path.basename(path), len(table), os.path.getsize(path), table.nbytes)
+    """Write an Arrow table (already encoded rows) as one Parquet file, put in place as ``write_batches`` does."""
+    return write_batches(path, table.to_batches(), features, layout)
