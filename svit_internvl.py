@@ -34,6 +34,7 @@ from svitpipe.sa1b_caption_index import load_or_build_caption_index
 from svitpipe.sa1b_examples import TarShard, generate_sa1b_examples
 from svitpipe.sources import locate_sa1b_tars, locate_svit_files
 from svitpipe.svit_examples import generate_svit_examples
+from svitpipe.svit_record_index import load_or_build_record_index
 from svitpipe.vg_images import total_image_bytes
 
 logger = datasets.utils.logging.get_logger(__name__)
@@ -55,10 +56,11 @@ class SVITInternVLConfig(datasets.BuilderConfig):
             default: Meta distributes SA-1B, the Hub does not; required by the four ``sa1b-*`` configs.
         sa1b_tars: build only these SA-1B tars (stems like ``"sa_000123"``), for a partial SA-1B download; the caption
             lines of other tars are left out and counted under ``tar-not-selected``. None: every tar the captions use.
-        sa1b_index_dir: where the captions-by-tar index is cached; None: ``<cache_dir>/svit_internvl_caption_index``.
-        svit_num_shards: how many shards an SVIT subset is split into (record ``i`` goes to shard
-            ``i % svit_num_shards``), so that DataLoader workers and ``num_proc`` processes share the work. None
-            (default): a multiple of 8, at least 16, with about ``svit_shard_bytes`` of images per shard.
+        index_dir: where the source indexes are cached on local disk (an SVIT annotation file's records, read once
+            and then by record range; an SA-1B captions file grouped by tar); None: ``<cache_dir>/svit_internvl_index``.
+        svit_num_shards: how many shards an SVIT subset is split into (contiguous ranges of records, in file order),
+            so that DataLoader workers and ``num_proc`` processes share the work. None (default): a multiple of 8, at
+            least 16, with about ``svit_shard_bytes`` of images per shard.
         svit_shard_bytes: image bytes aimed at per SVIT shard when ``svit_num_shards`` is None (the total is read
             from the image zips' directories, not from the images).
         on_bad_record: ``"raise"`` (default): stop at the first record that cannot become an example, naming the
@@ -71,7 +73,7 @@ class SVITInternVLConfig(datasets.BuilderConfig):
     sa1b_captions_source: str = "hf://datasets/OpenGVLab/InternVL-SA-1B-Caption"
     sa1b_images_source: Optional[str] = None
     sa1b_tars: Optional[tuple] = None
-    sa1b_index_dir: Optional[str] = None
+    index_dir: Optional[str] = None
     svit_num_shards: Optional[int] = None
     svit_shard_bytes: int = 400 * 1000 * 1000
     on_bad_record: str = "raise"
@@ -128,11 +130,11 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
         num_shards = self.config.svit_num_shards or svit_shard_count(
             total_image_bytes(files.images, download_config), self.config.svit_shard_bytes
         )
+        record_index = load_or_build_record_index(
+            dl_manager.download(files.annotation), files.annotation_in_zip, self._index_root(), download_config
+        )
         return {
-            "shard_indices": list(range(num_shards)),  # the one list: datasets shards over it
-            "num_shards": num_shards,
-            "annotation": dl_manager.download(files.annotation),
-            "annotation_in_zip": files.annotation_in_zip,
+            "record_ranges": record_index.record_ranges(num_shards),  # the one list: datasets shards over it
             "images": images,
             "download_config": download_config,
         }
@@ -149,7 +151,7 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
         captions = dl_manager.download(captions_source)
         index = load_or_build_caption_index(
             captions,
-            self.config.sa1b_index_dir or os.path.join(self._cache_dir_root, "svit_internvl_caption_index"),
+            self._index_root(),
             multi_image=facts.multi_image,
             policy=self.config.on_bad_record,
             download_config=download_config,
@@ -200,6 +202,9 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
             "captions_source": captions_source,
             "download_config": download_config,
         }
+
+    def _index_root(self) -> str:
+        return self.config.index_dir or os.path.join(self._cache_dir_root, "svit_internvl_index")
 
     def shard_gen_kwargs(self, dl_manager=None) -> list[dict]:
         """The ``gen_kwargs`` of every shard, in order: the units of work ``upload.py`` builds one Parquet set from.

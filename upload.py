@@ -127,7 +127,7 @@ def builder_kwargs(args: argparse.Namespace, work_dir: str) -> dict:
         "svit_num_shards": args.svit_num_shards,
         "svit_shard_bytes": int(0.8 * convert_file_size_to_int(args.max_shard_size)),
         "cache_dir": os.path.join(work_dir, "datasets"),
-        "sa1b_index_dir": os.path.join(work_dir, "caption-index"),
+        "index_dir": os.path.join(work_dir, "source-index"),
     }
 
 

@@ -86,7 +86,7 @@ def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float,
         "sa1b/stream": ("sa1b-stream", {"config": "sa1b-en-single", "cache_dir": f"{scratch}/sa1b-cache",
                                         "kwargs": {"sa1b_captions_source": captions_root,
                                                    "sa1b_images_source": images_root,
-                                                   "sa1b_index_dir": f"{scratch}/sa1b-index",
+                                                   "index_dir": f"{scratch}/sa1b-index",
                                                    "sa1b_tars": tars}}),
         "sa1b/json.loads-every-line": ("jsonl-load", {"path": sa1b["captions"]}),
     }

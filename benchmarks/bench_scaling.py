@@ -70,7 +70,7 @@ def run(results: Results, facts: dict, work_dir: str, repeats: int, with_ray: bo
         "sa1b_captions_source": os.path.join(facts["root"], "captions"),
         "sa1b_images_source": os.path.join(facts["root"], "images"),
         "cache_dir": os.path.join(root, "datasets"),
-        "sa1b_index_dir": os.path.join(root, "caption-index"),
+        "index_dir": os.path.join(root, "caption-index"),
         "svit_shard_bytes": int(0.8 * 500e6),
     }
     layout = ParquetLayout()

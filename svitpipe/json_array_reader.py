@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator, Optional
 
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
@@ -60,6 +60,7 @@ class ArrayElement:
     offset: int
     value: Any = None
     error: Optional[str] = None
+    raw: bytes = field(default=b"", repr=False)  # the element's bytes as they are in the file
 
     @property
     def ok(self) -> bool:
@@ -140,9 +141,9 @@ def iter_json_array(
             try:
                 value = json.loads(raw)
             except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-                yield ArrayElement(index, buf.base + start, error=f"invalid JSON: {err}")
+                yield ArrayElement(index, buf.base + start, error=f"invalid JSON: {err}", raw=raw)
             else:
-                yield ArrayElement(index, buf.base + start, value=value)
+                yield ArrayElement(index, buf.base + start, value=value, raw=raw)
         index += 1
         pos = _skip_whitespace(buf, end)
         if pos >= len(buf.data):

@@ -12,21 +12,19 @@ uses the index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from datasets.download.download_config import DownloadConfig
 from datasets.utils import logging
-from datasets.utils.file_utils import _prepare_path_and_storage_options, is_local_path, xopen
+from datasets.utils.file_utils import xopen
 
 from .bad_records import MALFORMED_JSON, BadRecordLedger, BadRecordPolicy, InvalidRecord
 from .sa1b_records import line_image_refs
+from .source_index_cache import SUMMARY_FILE, build_once, index_folder_name
 
 logger = logging.get_logger(__name__)
 
@@ -73,21 +71,11 @@ def load_or_build_caption_index(
     download_config: Optional[DownloadConfig] = None,
 ) -> CaptionIndex:
     """The cached index of ``captions_url`` under ``index_root``, built first if absent."""
-    key = _index_key(captions_url, multi_image, download_config)
-    directory = os.path.join(index_root, key)
-    summary_path = os.path.join(directory, "index.json")
-    if not os.path.exists(summary_path):
-        os.makedirs(index_root, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{key}-", dir=index_root)
-        try:
-            _build(captions_url, staging, multi_image, policy, download_config)
-            try:
-                os.rename(staging, directory)
-            except OSError:  # another process finished the same index first
-                if not os.path.exists(summary_path):
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    directory = os.path.join(
+        index_root, index_folder_name(captions_url, [multi_image, _INDEX_VERSION], download_config)
+    )
+    build_once(directory, lambda staging: _build(captions_url, staging, multi_image, policy, download_config))
+    summary_path = os.path.join(directory, SUMMARY_FILE)
     with open(summary_path, encoding="utf-8") as f:
         summary = json.load(f)
     ledger = BadRecordLedger.from_dict(summary["ledger"], policy="skip")
@@ -143,7 +131,7 @@ def _build(captions_url, directory, multi_image, policy, download_config) -> Non
         "tars_referenced": sorted(tars_referenced),
         "ledger": ledger.to_dict(),
     }
-    with open(os.path.join(directory, "index.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(directory, SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, ensure_ascii=False, indent=1)
     logger.info(f"Indexed {captions_url} by SA-1B tar: {ledger.records_read} lines in {len(lines_per_tar)} tars")
 
@@ -161,23 +149,3 @@ def _flush(directory: str, buffers: dict) -> None:
             with open(os.path.join(directory, f"{tar}.tsv"), "a", encoding="utf-8") as bucket:
                 bucket.writelines(entries)
     buffers.clear()
-
-
-def _index_key(captions_url: str, multi_image: bool, download_config: Optional[DownloadConfig]) -> str:
-    """A cache key that changes when the file changes: URL, size, and modification time or ETag."""
-    if is_local_path(captions_url):
-        stat = os.stat(captions_url)
-        stamp = [os.path.abspath(captions_url), stat.st_size, stat.st_mtime_ns]
-    else:
-        import fsspec
-
-        path, storage_options = _prepare_path_and_storage_options(captions_url, download_config=download_config)
-        fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
-        info = fs.info(fs_path)
-        stamp = [captions_url, info.get("size")] + [
-            str(info.get(k)) for k in ("ETag", "etag", "sha", "blob_id", "last_modified", "LastModified") if info.get(k)
-        ]
-    stamp += [multi_image, _INDEX_VERSION]
-    digest = hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:16]
-    name = os.path.basename(captions_url.split("::")[0]).removesuffix(".jsonl")
-    return f"{name}-{digest}"

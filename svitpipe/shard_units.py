@@ -1,6 +1,6 @@
 """Examples -> published shards, one unit of work at a time.
 
-A config is cut into units: one per builder shard (an SVIT record slice ``i % N``, or one SA-1B tar with its
+A config is cut into units: one per builder shard (an SVIT range of records, or one SA-1B tar with its
 captions). ``build_unit`` turns one unit into Parquet part files plus a small stats record; it is a pure function of
 its input (same input, byte-identical files, names that depend only on the unit), so any engine, in any order,
 with retries, gives the same result, and a re-run skips every unit whose parts and stats already exist.
@@ -145,15 +145,23 @@ def build_unit(
     return result
 
 
+# Raised when what a unit holds changes for the same key and options (2: SVIT units are contiguous record ranges).
+UNIT_FORMAT = 2
 # Builder options that say where caches live, not what a unit writes.
-_NOT_IN_FINGERPRINT = ("cache_dir", "sa1b_index_dir")
+_NOT_IN_FINGERPRINT = ("cache_dir", "index_dir")
 
 
 def unit_fingerprint(unit: Unit, builder_kwargs: dict, layout: ParquetLayout) -> str:
     """What a unit's files depend on besides its key: the sources and builder options, and the Parquet layout.
     A unit finished under another fingerprint (other sources, ``--image-check``, shard size...) is built again."""
     options = {key: value for key, value in builder_kwargs.items() if key not in _NOT_IN_FINGERPRINT}
-    payload = {"config": unit.config_name, "key": unit.key, "options": options, "layout": asdict(layout)}
+    payload = {
+        "unit_format": UNIT_FORMAT,
+        "config": unit.config_name,
+        "key": unit.key,
+        "options": options,
+        "layout": asdict(layout),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
 

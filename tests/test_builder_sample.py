@@ -396,11 +396,11 @@ def test_svit_streaming_shards(sample_builder, num_shards):
     assert stream.num_shards == num_shards
     stream = stream.decode(False)
     per_shard = [[row["id"] for row in stream.shard(num_shards=num_shards, index=i)] for i in range(num_shards)]
-    # Record i belongs to shard i % num_shards.
-    assert per_shard == [
-        [str(record["image_id"]) for index, record in enumerate(records) if index % num_shards == i]
-        for i in range(num_shards)
-    ]
+    # Shards are contiguous runs of records, in file order, their sizes differing by one at most.
+    ids = [str(record["image_id"]) for record in records]
+    assert [row_id for shard in per_shard for row_id in shard] == ids
+    sizes = [len(shard) for shard in per_shard]
+    assert max(sizes) - min(sizes) <= 1
     everything = sorted(row_id for shard in per_shard for row_id in shard)
     assert everything == sorted(str(record["image_id"]) for record in records)
     for world_size in (2, 3):
