@@ -11,7 +11,6 @@ caption index) lives in ``<local-dir>/.cache/`` so an interrupted build resumes 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
 import shutil
@@ -27,7 +26,7 @@ from svitpipe.features import CONFIGS
 from svitpipe.image_checks import IMAGE_CHECKS
 from svitpipe.parquet_shards import DEFAULT_ROWS_PER_ROW_GROUP, ParquetLayout
 from svitpipe.publish_checks import verify_published_folder
-from svitpipe.engines import ENGINES, Throughput, ray_session, run_local, run_ray
+from svitpipe.engines import ENGINES, Throughput, local_workers, ray_session, run_local, run_ray, use_jemalloc_for_arrow
 from svitpipe.shard_units import finalize_config, make_builder, plan_units
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -131,12 +130,13 @@ def builder_kwargs(args: argparse.Namespace, work_dir: str) -> dict:
     }
 
 
-def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: ParquetLayout, args):
-    """Build one config with the chosen engine; return (build, failed units, seconds)."""
+def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: ParquetLayout, args, workers=None):
+    """Build one config with the chosen engine (``workers``: the run's local worker pool, if any); return
+    (build, failed units, seconds)."""
     builder = make_builder(name, kwargs)
     units = plan_units(builder)
     started = time.perf_counter()
-    in_process = args.engine == "local" and args.num_proc <= 1
+    in_process = args.engine == "local" and workers is None
     throughput = Throughput(len(units))
     with tqdm(desc=name, unit=" rows", total=None, dynamic_ncols=True) as bar:
         written = {"bytes": 0}
@@ -157,7 +157,7 @@ def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: P
             run = run_ray(units, kwargs, work_dir, layout, address=args.ray_address, num_cpus=args.num_proc,
                           retries=args.retries, on_result=on_result)
         else:
-            run = run_local(units, kwargs, work_dir, layout, num_proc=args.num_proc, retries=args.retries,
+            run = run_local(units, kwargs, work_dir, layout, workers=workers, retries=args.retries,
                             on_result=on_result, on_row_group=on_row_group)
     build = finalize_config(name, run.succeeded, work_dir, out_dir, layout)
     build.ledger.merge(builder.preflight_ledger)
@@ -192,9 +192,16 @@ def main(argv=None) -> int:
     kwargs = builder_kwargs(args, work_dir)
     os.makedirs(out_dir, exist_ok=True)
     builds, seconds, failures = {}, {}, []
-    with ray_session(args.ray_address, args.num_proc) if args.engine == "ray" else contextlib.nullcontext():
+    use_jemalloc_for_arrow()
+    if args.engine == "ray":
+        engine = ray_session(args.ray_address, args.num_proc)
+    else:
+        engine = local_workers(args.num_proc)  # one pool for every config: workers start (and import) once
+    with engine as workers:
         for name in args.configs:
-            builds[name], failed, seconds[name] = build_config(name, kwargs, work_dir, out_dir, layout, args)
+            builds[name], failed, seconds[name] = build_config(
+                name, kwargs, work_dir, out_dir, layout, args, workers=workers
+            )
             failures += failed
     data_root = os.path.join(out_dir, "data")
     for leftover in sorted(set(os.listdir(data_root)) - set(builds)):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import Features, Image
 
@@ -120,6 +121,50 @@ def footer_bytes(features: Features, layout: ParquetLayout, table: Optional[pa.T
     return sink.tell() - data_end
 
 
+_EMPTY_FILE_FOOTERS: dict = {}
+
+
+def _empty_file_footer(features: Features, layout: ParquetLayout) -> int:
+    """``footer_bytes(features, layout)``, measured once per process: it depends on nothing else."""
+    key = (repr(features), layout)
+    if key not in _EMPTY_FILE_FOOTERS:
+        _EMPTY_FILE_FOOTERS[key] = footer_bytes(features, layout)
+    return _EMPTY_FILE_FOOTERS[key]
+
+
+# Footer bytes one data page can add (its page-index entry, thrift-encoded); measured 3-12, bounded generously.
+_FOOTER_BYTES_PER_PAGE = 32
+
+
+def row_group_footer_bound(features: Features, layout: ParquetLayout, table: pa.Table, fixed_footer: int) -> int:
+    """A bound on the footer bytes a row group like ``table`` adds, without writing its image bytes twice.
+
+    The footer holds per-column metadata and statistics (image bytes have none) and a page-index entry per page.
+    So the group is written in memory with empty image bytes, and each image column adds a bound on its pages:
+    one per value plus one per ``min_chunk_size`` of bytes (content-defined chunking never cuts smaller pages
+    within a value run), at ``_FOOTER_BYTES_PER_PAGE`` each.
+    """
+    pages = 0
+    for name, feature in features.items():
+        if not isinstance(feature, Image) and not isinstance(getattr(feature, "feature", None), Image):
+            continue
+        column = table.column(name)
+        values = column.combine_chunks()
+        if isinstance(feature, Image):
+            structs, lengths = values, None
+        else:
+            structs, lengths = values.flatten(), values
+        image_bytes = structs.field("bytes")
+        total = pc.sum(pc.binary_length(image_bytes)).as_py() or 0
+        pages += len(image_bytes) + total // DEFAULT_CDC_OPTIONS["min_chunk_size"] + 1
+        empty = pa.StructArray.from_arrays(
+            [pa.nulls(len(structs), pa.binary()), structs.field("path")], names=["bytes", "path"]
+        )
+        emptied = empty if lengths is None else pa.ListArray.from_arrays(lengths.offsets, empty, type=column.type)
+        table = table.set_column(table.schema.get_field_index(name), name, emptied)
+    return footer_bytes(features, layout, table) - fixed_footer + pages * _FOOTER_BYTES_PER_PAGE
+
+
 class ShardWriter:
     """Writes encoded examples to ``<directory>/<prefix>-NNNNN.parquet``, starting a new file before the size limit."""
 
@@ -146,13 +191,16 @@ class ShardWriter:
         self._file_groups = 0
         self._largest_group = 0
         # The footer (page index, row group metadata, schema) is written when a file is closed and counts towards
-        # its size: the part every file has is measured exactly, the part each row group adds on the first group.
-        self._fixed_footer = footer_bytes(features, layout)
+        # its size: the part every file has is measured exactly, the part each row group adds is bounded from the
+        # first group (row_group_footer_bound), then raised to what closed files show.
+        self._fixed_footer = _empty_file_footer(features, layout)
         self._group_footer: Optional[int] = None
         os.makedirs(directory, exist_ok=True)
 
     def add(self, example: dict) -> None:
-        self._rows.append(self.features.encode_example(example))
+        """Add one example in storage form (images as ``{"bytes", "path"}``), as the builder's generators yield
+        them; ``pa.Table.from_pylist`` checks every value against the schema."""
+        self._rows.append(example)
         if len(self._rows) >= self.layout.rows_per_row_group:
             self._write_row_group()
 
@@ -166,7 +214,7 @@ class ShardWriter:
         table = pa.Table.from_pylist(self._rows, schema=self.schema)
         self._rows = []
         if self._group_footer is None:
-            self._group_footer = footer_bytes(self.features, self.layout, table) - self._fixed_footer
+            self._group_footer = row_group_footer_bound(self.features, self.layout, table, self._fixed_footer)
         if self._writer is not None and self._size_with(table) > self.layout.max_shard_bytes:
             self._close_file()
         if self._writer is None:

@@ -37,6 +37,7 @@ from conftest import (
     stream_rows,
     total_ledger,
 )
+from svitpipe.bad_records import BadRecordLedger
 from svitpipe.features import CONFIGS
 
 
@@ -175,6 +176,20 @@ def test_declared_features_match_rows(built, config_name):
     assert table.num_rows == len(result.streamed)
     for row in result.prepared:
         check_value(features, row, "row")
+
+
+@pytest.mark.parametrize("config_name", ALL_CONFIGS)
+def test_examples_are_already_in_storage_form(sample_builder, config_name):
+    """The generators yield examples exactly as the schema stores them, so shard writing can skip
+    ``Features.encode_example`` (a deep walk of every nested conversation)."""
+    builder = sample_builder(config_name)
+    features = builder.info.features
+    ledger = BadRecordLedger(policy="raise")
+    examples = [example for kwargs in builder.shard_gen_kwargs() for _, _, example in builder.iter_examples(ledger, **kwargs)]
+    assert examples and ledger.examples_written == len(examples)
+    for example in examples:
+        assert features.encode_example(example) == example
+    pa.Table.from_pylist(examples, schema=features.arrow_schema)
 
 
 # --------------------------------------------------------------------------

@@ -308,3 +308,18 @@ def test_configs_subset_replaces_the_folder_contents(folder, tmp_path):
     assert {p for p in subset_files if p.startswith("data/")} == {
         p for p in full_files if p.startswith(("data/referring/", "data/description/"))
     }
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS)
+@pytest.mark.parametrize("rows_per_group", [1, 100])
+def test_row_group_footer_bound_covers_the_real_footer(folder, config, rows_per_group):
+    """The bound used to keep shards under the size limit, which never writes image bytes twice, is at least what a
+    row group really adds to the footer."""
+    from svitpipe.parquet_shards import ParquetLayout, footer_bytes, row_group_footer_bound
+
+    features, layout = features_for(config), ParquetLayout(rows_per_row_group=rows_per_group)
+    table = pq.read_table(shard_paths(folder, config)[0]).slice(0, rows_per_group)
+    fixed = footer_bytes(features, layout)
+    exact = footer_bytes(features, layout, table) - fixed
+    bound = row_group_footer_bound(features, layout, table, fixed)
+    assert exact <= bound <= exact + 64 * 1024, (exact, bound)
