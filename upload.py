@@ -148,7 +148,7 @@ def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: P
 
         def on_result(result) -> None:
             progress = throughput.add(result)
-            if not in_process or result.reused:
+            if not result.rows_reported:
                 on_row_group(result.num_rows, result.num_bytes)
             if not in_process:
                 bar.set_postfix_str(progress)

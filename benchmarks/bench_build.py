@@ -74,6 +74,12 @@ def upload_build(inputs: dict, out_dir: str, num_proc: int) -> int:
     argv = ["--configs", inputs["config"], *inputs["argv"], "--local-dir", out_dir, "--num-proc", str(num_proc)]
     with quiet():
         status = upload.main(argv)
+    if num_proc > 1:
+        # upload.py's workers fork from a fork server that outlives main() in this process; stop it, so that every
+        # repetition pays its start-up as a command-line run does.
+        from multiprocessing import forkserver
+
+        forkserver._forkserver._stop()
     if status != 0:
         raise RuntimeError(f"upload.main({argv}) returned {status}")
     fsync_files(files_under(os.path.join(out_dir, "data"), ".parquet"))

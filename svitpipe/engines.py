@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Callable, Optional
@@ -76,17 +77,52 @@ def _ready() -> bool:
     return True
 
 
+def _worker_context():
+    """Workers fork from a fork server that imported the builder once (spawning imports it in every worker; forking
+    this process could copy locks held by Arrow's threads)."""
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["svit_internvl"])
+    return context
+
+
+@dataclass
+class LocalWorkers:
+    """Worker processes for a whole run, next to this process, which builds units too.
+
+    Attributes:
+        pool: ``num_proc - 1`` worker processes.
+        started: one trivial task per worker; a worker takes units once one of these is done, so units are not
+            queued behind a worker that is still starting.
+    """
+
+    pool: ProcessPoolExecutor
+    started: list
+
+    @property
+    def ready(self) -> int:
+        return sum(future.done() for future in list(self.started))
+
+
 @contextlib.contextmanager
 def local_workers(num_proc: int):
-    """A pool of ``num_proc`` spawned worker processes for the whole run (None for one process). The workers start
-    and import at once, so their start-up overlaps with planning the first config."""
+    """``num_proc`` processes building units for the whole run: this one and ``num_proc - 1`` workers (None for
+    one process). Workers start at once, so their start-up overlaps with planning and with this process's own
+    units; a job shorter than that start-up is not slower than in one process."""
     if num_proc <= 1:
         yield None
         return
-    with ProcessPoolExecutor(max_workers=num_proc, mp_context=get_context("spawn"), initializer=_prepare_worker) as pool:
-        for _ in range(num_proc):
-            pool.submit(_ready)
-        yield pool
+    count = num_proc - 1
+    with ProcessPoolExecutor(max_workers=count, mp_context=_worker_context(), initializer=_prepare_worker) as pool:
+        workers = LocalWorkers(pool, [])
+        # The first submit blocks until the fork server has imported the builder; this process has other work.
+        starter = threading.Thread(
+            target=lambda: workers.started.extend(pool.submit(_ready) for _ in range(count)), daemon=True
+        )
+        starter.start()
+        try:
+            yield workers
+        finally:
+            starter.join()
 
 
 def _build_with_retries(unit: Unit, builder_kwargs: dict, work_dir: str, layout: ParquetLayout, retries: int,
@@ -111,32 +147,41 @@ def run_local(
     layout: ParquetLayout,
     *,
     num_proc: int = 1,
-    workers: Optional[ProcessPoolExecutor] = None,
+    workers: Optional[LocalWorkers] = None,
     retries: int = 2,
     on_result: Optional[Callable[[UnitResult], None]] = None,
     on_row_group: Optional[Callable[[int, int], None]] = None,
 ) -> EngineRun:
-    """Build the units in this process, or in worker processes: ``workers`` (a pool from ``local_workers``, shared
-    by every config of a run) or, without it, ``num_proc`` workers started for these units alone."""
-    outcomes: dict[int, tuple] = {}
+    """Build the units in this process and, with ``workers`` (from ``local_workers``, shared by every config of a
+    run) or ``num_proc > 1``, in worker processes: each ready worker is handed the next unit, and this process
+    builds the next one itself whenever every ready worker is busy."""
     if workers is None and num_proc > 1 and len(units) > 1:
-        with local_workers(num_proc) as pool:
-            return run_local(units, builder_kwargs, work_dir, layout, workers=pool, retries=retries,
-                             on_result=on_result)
-    if workers is None:
-        for position, unit in enumerate(units):
-            outcomes[position] = _build_with_retries(unit, builder_kwargs, work_dir, layout, retries, on_row_group)
-            if on_result and outcomes[position][0] is not None:
-                on_result(outcomes[position][0])
-    else:
-        futures = {
-            workers.submit(_build_with_retries, unit, builder_kwargs, work_dir, layout, retries): position
-            for position, unit in enumerate(units)
-        }
-        for future in as_completed(futures):
-            outcomes[futures[future]] = future.result()
-            if on_result and outcomes[futures[future]][0] is not None:
-                on_result(outcomes[futures[future]][0])
+        with local_workers(num_proc) as started:
+            return run_local(units, builder_kwargs, work_dir, layout, workers=started, retries=retries,
+                             on_result=on_result, on_row_group=on_row_group)
+    outcomes: dict[int, tuple] = {}
+
+    def record(position: int, outcome: tuple) -> None:
+        outcomes[position] = outcome
+        if on_result and outcome[0] is not None:
+            on_result(outcome[0])
+
+    pending = list(enumerate(units))
+    pending.reverse()  # popped from the end: unit order
+    in_flight: dict = {}
+    while pending or in_flight:
+        if workers is not None:
+            while pending and len(in_flight) < workers.ready:
+                position, unit = pending.pop()
+                future = workers.pool.submit(_build_with_retries, unit, builder_kwargs, work_dir, layout, retries)
+                in_flight[future] = position
+            for future in [future for future in in_flight if future.done()]:
+                record(in_flight.pop(future), future.result())
+        if pending:
+            position, unit = pending.pop()
+            record(position, _build_with_retries(unit, builder_kwargs, work_dir, layout, retries, on_row_group))
+        elif in_flight:
+            wait(in_flight, return_when=FIRST_COMPLETED)
     return _collect(outcomes, len(units))
 
 

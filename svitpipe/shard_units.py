@@ -48,13 +48,15 @@ class Unit:
 
 @dataclass
 class UnitResult:
-    """What a unit produced: its part files (in order) and the bad-record counts."""
+    """What a unit produced: its part files (in order) and the bad-record counts; ``rows_reported``: its row groups
+    went to the ``on_row_group`` callback as they were written (built in the caller's process)."""
 
     config_name: str
     key: str
     files: list
     ledger: dict
     reused: bool = False
+    rows_reported: bool = False
 
     @property
     def num_rows(self) -> int:
@@ -137,7 +139,7 @@ def build_unit(
     for _, _, example in builder.iter_examples(ledger, **unit.gen_kwargs):
         writer.add(example)
     files = writer.close()
-    result = UnitResult(unit.config_name, unit.key, files, ledger.to_dict())
+    result = UnitResult(unit.config_name, unit.key, files, ledger.to_dict(), rows_reported=on_row_group is not None)
     temporary = f"{stats_path}.tmp"
     with open(temporary, "w", encoding="utf-8") as f:
         json.dump({"fingerprint": fingerprint, "files": [asdict(f) for f in files], "ledger": result.ledger}, f, indent=1)

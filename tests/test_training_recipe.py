@@ -141,17 +141,27 @@ def test_dataloader_workers_read_whole_shards_once(folder, all_ids, shards):
         assert len(shard_runs(mine, shards)) == NUM_SHARDS // 2, f"worker {worker} did not get 4 whole shards"
 
 
-def test_dataloader_with_decode_transform(folder, all_ids, image_bytes):
-    ds = prepare_for_fast_decode(stream(folder), ["image"]).map(DecodeTransform(64), batched=True)
-    rows = list(torch.utils.data.DataLoader(ds, num_workers=2, batch_size=None))
+@pytest.mark.parametrize("transfer", ["lists-of-rows", "one-row"])
+def test_dataloader_with_decode_transform(folder, all_ids, image_bytes, transfer):
+    """The documented form (map batches of 16, lists of 8 rows per transfer) and one row per transfer."""
+    ds = prepare_for_fast_decode(stream(folder), ["image"]).map(DecodeTransform(64), batched=True, batch_size=16)
+    if transfer == "lists-of-rows":
+        lists = list(torch.utils.data.DataLoader(ds, num_workers=2, batch_size=8, collate_fn=list))
+        assert all(isinstance(rows, list) and 1 <= len(rows) <= 8 for rows in lists)
+        rows = [row for rows in lists for row in rows]
+    else:
+        rows = list(torch.utils.data.DataLoader(ds, num_workers=2, batch_size=None))
     assert Counter(ids_of(rows)) == Counter(all_ids)
     for row in rows:
-        image = row["image"]  # batch_size=None: default_convert made the numpy array a tensor
-        assert isinstance(image, torch.Tensor) and image.dtype == torch.uint8
+        image = row["image"]
+        if transfer == "one-row":  # batch_size=None: default_convert made the numpy array a tensor
+            assert isinstance(image, torch.Tensor)
+            image = image.numpy()
+        assert isinstance(image, np.ndarray) and image.dtype == np.uint8
         width, height = int(row["width"]), int(row["height"])
         expected_w, expected_h = target_size(width, height, 64, "longest")
         assert tuple(image.shape) == (expected_h, expected_w, 3)
-        np.testing.assert_array_equal(image.numpy(), decode_resized(image_bytes[row["id"]], 64))
+        np.testing.assert_array_equal(image, decode_resized(image_bytes[row["id"]], 64))
 
 
 def test_dataloader_default_collate_of_decoded_batches(folder, all_ids, image_bytes):
