@@ -3,8 +3,8 @@ the same file whole.
 
 * SVIT ``referring``: a generated ``data/referring_qa.json`` (one JSON array, extracted layout) over tiny images in
   ``raw/images.zip`` / ``raw/images2.zip`` (one per record, ~110K for 1 GB, like Visual Genome's 108K), two units
-  (``--svit-num-shards 2``: each unit is a fresh pass over the whole array, so more units change the time, not the
-  memory profile). Baseline: ``json.load`` of the file.
+  (``--svit-num-shards 2``; the record index reads the array once, then each unit its own range of records).
+  Baseline: ``json.load`` of the file.
 * SA-1B ``sa1b-en-single``: a generated captions jsonl (11K lines per tar, as in SA-1B) over small tars of tiny
   images. Baseline: ``json.loads`` of every line into one list (``json.load`` cannot read jsonl).
 
@@ -99,14 +99,22 @@ def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float,
     # Two at a time (one per core), longest first: peak RSS is per process, so running side by side changes the
     # time, not the peak.
     queue = ["svit/build", "svit/stream", "sa1b/build", "sa1b/stream", "svit/json.load", "sa1b/json.loads-every-line"]
-    environments = {}
+    # Streaming where torch is not installed: datasets imports torch (~180 MB) whenever it creates an IterableDataset
+    # and torch is there; USE_TORCH=0 makes it behave as without torch.
+    environments = {"svit/stream-without-torch": {"USE_TORCH": "0"}, "sa1b/stream-without-torch": {"USE_TORCH": "0"}}
+    cases["svit/stream-without-torch"] = ("svit-stream", {**cases["svit/stream"][1],
+                                                          "cache_dir": f"{scratch}/svit-cache-without-torch"})
+    cases["sa1b/stream-without-torch"] = ("sa1b-stream", {**cases["sa1b/stream"][1],
+                                                          "cache_dir": f"{scratch}/sa1b-cache-without-torch"})
+    queue[2:2] = ["svit/stream-without-torch"]
+    queue[5:5] = ["sa1b/stream-without-torch"]
     if allocator_variant:
-        # The same build with Arrow allocating through jemalloc instead of its default (mimalloc here).
+        # The same build with Arrow's default allocator (mimalloc here) instead of the jemalloc upload.py selects.
         mode, params = cases["svit/build"]
-        argv = [value if value != f"{scratch}/svit-build" else f"{scratch}/svit-build-jemalloc" for value in params["argv"]]
-        cases["svit/build-arrow-jemalloc"] = (mode, {"argv": argv})
-        environments["svit/build-arrow-jemalloc"] = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
-        queue.insert(1, "svit/build-arrow-jemalloc")
+        argv = [value if value != f"{scratch}/svit-build" else f"{scratch}/svit-build-mimalloc" for value in params["argv"]]
+        cases["svit/build-arrow-mimalloc"] = (mode, {"argv": argv})
+        environments["svit/build-arrow-mimalloc"] = {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
+        queue.insert(1, "svit/build-arrow-mimalloc")
     running = {}
     while queue or running:
         while queue and len(running) < 2:
@@ -125,14 +133,14 @@ def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float,
         measured[finished] = entry
         results.facts[f"memory/{finished}"] = entry
     shutil.rmtree(scratch, ignore_errors=True)
-    if "svit/build-arrow-jemalloc" in measured and "svit/build" in measured:
-        results.ratio("memory/svit/build-arrow-jemalloc-vs-default", measured["svit/build-arrow-jemalloc"]["peak_mb"]
-                      / measured["svit/build"]["peak_mb"], of="svit build, ARROW_DEFAULT_MEMORY_POOL=jemalloc",
-                      over="svit build, Arrow's default allocator", how="peak RSS")
+    if "svit/build-arrow-mimalloc" in measured and "svit/build" in measured:
+        results.ratio("memory/svit/build-vs-arrow-mimalloc", measured["svit/build"]["peak_mb"]
+                      / measured["svit/build-arrow-mimalloc"]["peak_mb"], of="svit build (Arrow on jemalloc)",
+                      over="svit build, ARROW_DEFAULT_MEMORY_POOL=mimalloc", how="peak RSS")
     for family, size, baseline in (("svit", svit["annotation_bytes"], "json.load"),
                                    ("sa1b", sa1b["captions_bytes"], "json.loads-every-line")):
         whole = measured.get(f"{family}/{baseline}")
-        for what in ("build", "stream"):
+        for what in ("build", "stream", "stream-without-torch"):
             entry = measured.get(f"{family}/{what}")
             if entry is None:
                 continue

@@ -8,7 +8,8 @@ again; the peak it reports is checked against ``VmHWM`` (the peak of this proces
 
 Modes:
     svit-build / sa1b-build: ``upload.main`` for the config, ``--num-proc 1`` (everything in this process);
-    svit-stream / sa1b-stream: iterate every row of ``SVITInternVL(...).as_streaming_dataset("train")``;
+    svit-stream / sa1b-stream: iterate every row of ``SVITInternVL(...).as_streaming_dataset("train")`` (with
+        ``USE_TORCH=0``, ``datasets`` does not import torch, as where torch is not installed);
     json-load: ``json.load`` of the file; jsonl-load: ``json.loads`` of every line into one list.
 """
 
@@ -53,7 +54,7 @@ def main() -> None:
         import upload  # noqa: F401  (the same imports for both: builder, pyarrow, datasets)
         from svit_internvl import SVITInternVL
 
-        if mode.endswith("-stream"):
+        if mode.endswith("-stream") and os.environ.get("USE_TORCH", "AUTO").upper() not in ("0", "FALSE", "NO", "OFF"):
             import torch  # noqa: F401  datasets imports it when it creates an IterableDataset: an import, not data
     gc.collect()
     baseline = peak_kb()
