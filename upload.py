@@ -26,7 +26,7 @@ from svitpipe.features import CONFIGS
 from svitpipe.image_checks import IMAGE_CHECKS
 from svitpipe.parquet_shards import DEFAULT_ROWS_PER_ROW_GROUP, ParquetLayout
 from svitpipe.publish_checks import verify_published_folder
-from svitpipe.engines import ENGINES, Throughput, local_workers, ray_session, run_local, run_ray, use_jemalloc_for_arrow
+from svitpipe.engines import ENGINES, Throughput, local_workers, ray_session, run_local, run_ray
 from svitpipe.shard_units import finalize_config, make_builder, plan_units
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -192,7 +192,6 @@ def main(argv=None) -> int:
     kwargs = builder_kwargs(args, work_dir)
     os.makedirs(out_dir, exist_ok=True)
     builds, seconds, failures = {}, {}, []
-    use_jemalloc_for_arrow()
     if args.engine == "ray":
         engine = ray_session(args.ray_address, args.num_proc)
     else:

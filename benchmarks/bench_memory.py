@@ -109,12 +109,12 @@ def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float,
     queue[2:2] = ["svit/stream-without-torch"]
     queue[5:5] = ["sa1b/stream-without-torch"]
     if allocator_variant:
-        # The same build with Arrow's default allocator (mimalloc here) instead of the jemalloc upload.py selects.
+        # The same build with Arrow allocating through jemalloc instead of its default (mimalloc here).
         mode, params = cases["svit/build"]
-        argv = [value if value != f"{scratch}/svit-build" else f"{scratch}/svit-build-mimalloc" for value in params["argv"]]
-        cases["svit/build-arrow-mimalloc"] = (mode, {"argv": argv})
-        environments["svit/build-arrow-mimalloc"] = {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
-        queue.insert(1, "svit/build-arrow-mimalloc")
+        argv = [value if value != f"{scratch}/svit-build" else f"{scratch}/svit-build-jemalloc" for value in params["argv"]]
+        cases["svit/build-arrow-jemalloc"] = (mode, {"argv": argv})
+        environments["svit/build-arrow-jemalloc"] = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
+        queue.insert(1, "svit/build-arrow-jemalloc")
     running = {}
     while queue or running:
         while queue and len(running) < 2:
@@ -133,10 +133,10 @@ def run(results: Results, svit: dict, sa1b: dict, work_dir: str, timeout: float,
         measured[finished] = entry
         results.facts[f"memory/{finished}"] = entry
     shutil.rmtree(scratch, ignore_errors=True)
-    if "svit/build-arrow-mimalloc" in measured and "svit/build" in measured:
-        results.ratio("memory/svit/build-vs-arrow-mimalloc", measured["svit/build"]["peak_mb"]
-                      / measured["svit/build-arrow-mimalloc"]["peak_mb"], of="svit build (Arrow on jemalloc)",
-                      over="svit build, ARROW_DEFAULT_MEMORY_POOL=mimalloc", how="peak RSS")
+    if "svit/build-arrow-jemalloc" in measured and "svit/build" in measured:
+        results.ratio("memory/svit/build-arrow-jemalloc-vs-default", measured["svit/build-arrow-jemalloc"]["peak_mb"]
+                      / measured["svit/build"]["peak_mb"], of="svit build, ARROW_DEFAULT_MEMORY_POOL=jemalloc",
+                      over="svit build, Arrow's default allocator", how="peak RSS")
     for family, size, baseline in (("svit", svit["annotation_bytes"], "json.load"),
                                    ("sa1b", sa1b["captions_bytes"], "json.loads-every-line")):
         whole = measured.get(f"{family}/{baseline}")

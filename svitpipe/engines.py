@@ -54,22 +54,8 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def use_jemalloc_for_arrow() -> None:
-    """Give Arrow the jemalloc allocator, unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses one. Building frees large
-    row-group buffers all the time, and the default (mimalloc) keeps about 70 MB more of them mapped; jemalloc
-    returns them to the system."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    import pyarrow as pa
-
-    with contextlib.suppress(NotImplementedError):  # a pyarrow built without jemalloc
-        if pa.default_memory_pool().backend_name != "jemalloc":
-            pa.set_memory_pool(pa.jemalloc_memory_pool())
-
-
 def _prepare_worker() -> None:
     """Runs once in each local worker: what every unit needs, imported while the driver plans."""
-    use_jemalloc_for_arrow()
     import svit_internvl  # noqa: F401  (the builder, and datasets with it: about a second)
 
 
@@ -128,7 +114,6 @@ def local_workers(num_proc: int):
 def _build_with_retries(unit: Unit, builder_kwargs: dict, work_dir: str, layout: ParquetLayout, retries: int,
                         on_row_group=None):
     """``(result, None)`` or ``(None, UnitFailure)``; runs in whichever process the engine chose."""
-    use_jemalloc_for_arrow()
     last_error = None
     for attempt in range(1, retries + 2):
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import zipfile
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from datasets.download.download_config import DownloadConfig
 from datasets.utils.file_utils import _prepare_path_and_storage_options, xjoin, xopen
@@ -40,7 +40,7 @@ class VGImageReader:
     def __init__(self, locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None):
         self.locations = locations
         self.download_config = download_config
-        self._zips: dict[str, tuple[zipfile.ZipFile, dict[int, zipfile.ZipInfo]]] = {}
+        self._zips: dict[str, tuple[zipfile.ZipFile, dict[int, _ZipMember]]] = {}
         self._open_files = []
 
     def __enter__(self) -> "VGImageReader":
@@ -62,9 +62,9 @@ class VGImageReader:
         for location in self.locations:
             if location.kind == "zip":
                 archive, members = self._zip(location)
-                info = members.get(image_id)
-                if info is not None:
-                    return f"{location.folder}/{image_id}.jpg", archive.read(info)
+                member = members.get(image_id)
+                if member is not None:
+                    return f"{location.folder}/{image_id}.jpg", archive.read(_zip_info(member))
             else:
                 try:
                     with xopen(xjoin(location.url, f"{image_id}.jpg"), "rb", download_config=self.download_config) as f:
@@ -88,9 +88,38 @@ class VGImageReader:
             for info in archive.infolist():
                 match = _MEMBER.search(info.filename)
                 if match and match.group(1) == location.folder:
-                    members[int(match.group(2))] = info
+                    members[int(match.group(2))] = _ZipMember(
+                        info.orig_filename, info.header_offset, info.compress_size, info.file_size,
+                        info.compress_type, info.flag_bits, info.CRC,
+                    )
+            # Visual Genome's zips hold ~108K members: a ZipInfo each, listed twice by the archive, is ~70 MB per
+            # reader; the members table above keeps what reading needs in about half of that.
+            archive.filelist, archive.NameToInfo = [], {}
             self._zips[location.url] = (archive, members)
         return self._zips[location.url]
+
+
+class _ZipMember(NamedTuple):
+    """Where a member is in its zip, as its central directory says: what ``ZipFile.open`` needs to read it."""
+
+    name: str
+    header_offset: int
+    compress_size: int
+    file_size: int
+    compress_type: int
+    flag_bits: int
+    crc: int
+
+
+def _zip_info(member: _ZipMember) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(member.name)
+    info.header_offset = member.header_offset
+    info.compress_size = member.compress_size
+    info.file_size = member.file_size
+    info.compress_type = member.compress_type
+    info.flag_bits = member.flag_bits
+    info.CRC = member.crc
+    return info
 
 
 def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None) -> int:
