@@ -90,6 +90,14 @@ class _Buffer:
         return shift
 
 
+def decode_element(raw: bytes) -> tuple[Any, Optional[str]]:
+    """``(value, None)`` for an element's bytes, or ``(None, why)`` when they are not valid JSON."""
+    try:
+        return json.loads(raw), None
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        return None, f"invalid JSON: {err}"
+
+
 def iter_json_array(
     stream: BinaryIO,
     *,
@@ -138,12 +146,8 @@ def iter_json_array(
             )
         if select is None or select(index):
             raw = buf.data[start:end]
-            try:
-                value = json.loads(raw)
-            except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-                yield ArrayElement(index, buf.base + start, error=f"invalid JSON: {err}", raw=raw)
-            else:
-                yield ArrayElement(index, buf.base + start, value=value, raw=raw)
+            value, error = decode_element(raw)
+            yield ArrayElement(index, buf.base + start, value=value, error=error, raw=raw)
         index += 1
         pos = _skip_whitespace(buf, end)
         if pos >= len(buf.data):

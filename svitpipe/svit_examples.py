@@ -7,13 +7,13 @@ record's ``image_id``; a shard is a contiguous range of records and reads only t
 
 from __future__ import annotations
 
-import json
 from typing import Iterator, Optional
 
 from datasets.download.download_config import DownloadConfig
 
 from .bad_records import CORRUPT_IMAGE, DUPLICATE_ID, MALFORMED_JSON, MISSING_IMAGE, BadRecordLedger, InvalidRecord
 from .image_checks import CorruptImage, ImageCheck, inspect_image
+from .json_array_reader import decode_element
 from .svit_record_index import RecordRange, iter_record_range
 from .svit_records import read_image_id, svit_conversations
 from .vg_images import ImageLocation, VGImageReader
@@ -37,10 +37,9 @@ def generate_svit_examples(
             for record in iter_record_range(record_range):
                 ledger.records_read += 1
                 location = f"record {record.index} (byte {record.offset})"
-                try:
-                    value = json.loads(record.raw)
-                except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-                    ledger.bad(source, location, MALFORMED_JSON, f"invalid JSON: {err}")
+                value, error = decode_element(record.raw)
+                if error is not None:
+                    ledger.bad(source, location, MALFORMED_JSON, error)
                     continue
                 try:
                     image_id = read_image_id(value)
