@@ -54,18 +54,14 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _prepare_worker() -> None:
-    """Runs once in each local worker: what every unit needs, imported while the driver plans."""
-    import svit_internvl  # noqa: F401  (the builder, and datasets with it: about a second)
-
-
 def _ready() -> bool:
     return True
 
 
 def _worker_context():
-    """Workers fork from a fork server that imported the builder once (spawning imports it in every worker; forking
-    this process could copy locks held by Arrow's threads)."""
+    """Workers fork from a fork server that imported the builder (and ``datasets``: about a second) once, while this
+    process plans; spawning would import it in every worker, and forking this process could copy locks held by
+    Arrow's threads."""
     context = get_context("forkserver")
     context.set_forkserver_preload(["svit_internvl"])
     return context
@@ -98,7 +94,7 @@ def local_workers(num_proc: int):
         yield None
         return
     count = num_proc - 1
-    with ProcessPoolExecutor(max_workers=count, mp_context=_worker_context(), initializer=_prepare_worker) as pool:
+    with ProcessPoolExecutor(max_workers=count, mp_context=_worker_context()) as pool:
         workers = LocalWorkers(pool, [])
         # The first submit blocks until the fork server has imported the builder; this process has other work.
         starter = threading.Thread(

@@ -66,15 +66,19 @@ def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:
     return [path]
 
 
-def image_bytes_columns(features: Features) -> set[str]:
-    """Leaf paths of the image bytes columns (``image.bytes``, ``images.list.element.bytes``)."""
-    columns = set()
+def image_columns(features: Features) -> list[tuple[str, bool]]:
+    """``(name, is a list of images)`` for every image column (``image``, ``images``)."""
+    columns = []
     for name, feature in features.items():
         inner = feature.feature if hasattr(feature, "feature") else feature
         if isinstance(inner, Image):
-            prefix = name if inner is feature else f"{name}.list.element"
-            columns.add(f"{prefix}.bytes")
+            columns.append((name, inner is not feature))
     return columns
+
+
+def image_bytes_columns(features: Features) -> set[str]:
+    """Leaf paths of the image bytes columns (``image.bytes``, ``images.list.element.bytes``)."""
+    return {f"{name}.list.element.bytes" if in_list else f"{name}.bytes" for name, in_list in image_columns(features)}
 
 
 def writer_options(features: Features, layout: ParquetLayout) -> dict:
@@ -145,15 +149,10 @@ def row_group_footer_bound(features: Features, layout: ParquetLayout, table: pa.
     within a value run), at ``_FOOTER_BYTES_PER_PAGE`` each.
     """
     pages = 0
-    for name, feature in features.items():
-        if not isinstance(feature, Image) and not isinstance(getattr(feature, "feature", None), Image):
-            continue
+    for name, in_list in image_columns(features):
         column = table.column(name)
         values = column.combine_chunks()
-        if isinstance(feature, Image):
-            structs, lengths = values, None
-        else:
-            structs, lengths = values.flatten(), values
+        structs, lengths = (values.flatten(), values) if in_list else (values, None)
         image_bytes = structs.field("bytes")
         total = pc.sum(pc.binary_length(image_bytes)).as_py() or 0
         pages += len(image_bytes) + total // DEFAULT_CDC_OPTIONS["min_chunk_size"] + 1
