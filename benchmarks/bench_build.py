@@ -21,7 +21,7 @@ import os
 import shutil
 from multiprocessing import get_context
 
-from common import Measurement, Results, evict, files_under, fsync_files, timed_interleaved
+from .common import Measurement, Results, evict, files_under, fsync_files, timed_interleaved
 
 SVIT_CONFIG = "referring"
 SA1B_CONFIG = "sa1b-en-single"

@@ -12,7 +12,7 @@ import tarfile
 import numpy as np
 from PIL import Image
 
-from common import Measurement, Results, timed
+from .common import Measurement, Results, timed
 
 SIZES = (336, 448, 1024)
 TARGET_SIZE = 448
@@ -38,7 +38,7 @@ def _draft_eighth(data: bytes) -> None:
 
 
 def run(results: Results, images_root: str, count: int, repeats: int) -> None:
-    from svitpipe.fast_decode import decode_resized
+    from svitpipe.training.fast_decode import decode_resized
 
     section = "decode/sa1b"
     images = sa1b_images(images_root, count)

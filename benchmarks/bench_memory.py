@@ -8,7 +8,7 @@ the same file whole.
 * SA-1B ``sa1b-en-single``: a generated captions jsonl (11K lines per tar, as in SA-1B) over small tars of tiny
   images. Baseline: ``json.loads`` of every line into one list (``json.load`` cannot read jsonl).
 
-Each measurement is its own process (``rss_probe.py``); peak RSS is ``ru_maxrss``, checked against ``VmHWM``.
+Each measurement is its own process (``benchmarks.rss_probe``); peak RSS is ``ru_maxrss``, checked against ``VmHWM``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import subprocess
 import sys
 import time
 
-from common import Results
+from .common import Results
 
-PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rss_probe.py")
+PROBE = f"{__package__}.rss_probe"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_MB = 300
 
 
@@ -32,8 +33,8 @@ def _start(mode: str, params: dict, log_dir: str, extra_env: dict = None) -> tup
     tag = mode + "".join(f"-{value}" for value in (extra_env or {}).values())
     out = open(os.path.join(log_dir, f"{tag}.out"), "w+")
     err = open(os.path.join(log_dir, f"{tag}.err"), "w+")
-    process = subprocess.Popen([sys.executable, PROBE, mode, json.dumps(params)], stdout=out, stderr=err, text=True,
-                               env=env, start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", PROBE, mode, json.dumps(params)], stdout=out, stderr=err,
+                               text=True, env=env, cwd=REPO_ROOT, start_new_session=True)
     return process, out, err, time.monotonic()
 
 

@@ -19,7 +19,7 @@ import time
 import pyarrow.parquet as pq
 from PIL import Image
 
-from common import Measurement, Results, files_under, parallel_ceiling, timed, timed_interleaved
+from .common import Measurement, Results, files_under, parallel_ceiling, timed, timed_interleaved
 
 DECODE_SIZE = 448
 MAP_BATCH = 16  # rows per DecodeTransform call in the stream (datasets' default, 1000, would hold 1000 arrays)
@@ -80,7 +80,7 @@ def stream(folder: str, config: str):
 
 def recommended(folder: str, config: str, image_column: str):
     """The documented training path: undecoded images, then ``DecodeTransform`` in the stream."""
-    from svitpipe.fast_decode import DecodeTransform, prepare_for_fast_decode
+    from svitpipe.training.fast_decode import DecodeTransform, prepare_for_fast_decode
 
     ds = prepare_for_fast_decode(stream(folder, config), [image_column])
     return ds.map(DecodeTransform(DECODE_SIZE, [image_column]), batched=True, batch_size=MAP_BATCH)
@@ -122,7 +122,7 @@ def loader_pass(dataset, workers: int, rows: int, batch: int = None) -> tuple[fl
 
 
 def decode_resized_all(images) -> int:
-    from svitpipe.fast_decode import decode_resized
+    from svitpipe.training.fast_decode import decode_resized
 
     return decode_all(lambda data: decode_resized(data, DECODE_SIZE), images)
 
@@ -159,7 +159,7 @@ def webdataset_stream(tars):
 
 
 def write_llava(folder: str, config: str, out_dir: str) -> dict:
-    from svitpipe.llava_export import export_llava, iter_undecoded_rows
+    from svitpipe.training.llava_export import export_llava, iter_undecoded_rows
 
     shutil.rmtree(out_dir, ignore_errors=True)
     return export_llava(iter_undecoded_rows(stream(folder, config)), out_dir, config)
@@ -243,7 +243,7 @@ def run(results: Results, family: str, folder: str, config: str, image_column: s
                    detail=f"pyarrow + to_pylist alone: {pyarrow.best / measured['pyarrow-to-pylist'].best:.2f}x")
 
     # With decode, the first decode_rows rows, readers in turn.
-    from svitpipe.fast_decode import decode_resized
+    from svitpipe.training.fast_decode import decode_resized
 
     r = repeats["decode"]
     # A multiple of the map's batch size, so that the stream decodes exactly the rows it yields.
@@ -371,7 +371,7 @@ def column_bytes(files) -> dict:
 def run_layouts(results: Results, family: str, folder: str, config: str, work_dir: str, repeats: dict) -> None:
     """The published shards rewritten with other codecs: sizes, write time, read speed (pyarrow, datasets)."""
     from svitpipe.features import features_for
-    from svitpipe.parquet_shards import ParquetLayout, image_bytes_columns, write_table
+    from svitpipe.publish.parquet_layout import ParquetLayout, image_bytes_columns, write_table
 
     section = f"layout/{family}"
     files = files_under(os.path.join(folder, "data", config), ".parquet")

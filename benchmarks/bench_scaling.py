@@ -23,14 +23,14 @@ import statistics
 import time
 from dataclasses import replace
 
-from common import Measurement, Results, parallel_ceiling, timed, timed_interleaved
+from .common import Measurement, Results, parallel_ceiling, timed, timed_interleaved
 
 
 def build_units(units, kwargs: dict, base: str, layout) -> int:
     """Build ``units`` one after another in this process, into a fresh folder under ``base``."""
     import tempfile
 
-    from svitpipe.shard_units import build_unit
+    from svitpipe.publish.units import build_unit
 
     os.makedirs(base, exist_ok=True)
     out = tempfile.mkdtemp(dir=base)
@@ -38,14 +38,14 @@ def build_units(units, kwargs: dict, base: str, layout) -> int:
 
 
 def _units(config: str, kwargs: dict):
-    from svitpipe.shard_units import make_builder, plan_units
+    from svitpipe.publish.units import make_builder, plan_units
 
     return plan_units(make_builder(config, kwargs))
 
 
 def time_caption_index(results: Results, captions: str, work_dir: str) -> None:
     """One pass of the caption index over a large captions file (the driver does it once per config)."""
-    from svitpipe.sa1b_caption_index import load_or_build_caption_index
+    from svitpipe.sa1b.caption_index import load_or_build_caption_index
 
     index_dir = os.path.join(work_dir, "scaling-index")
     shutil.rmtree(index_dir, ignore_errors=True)
@@ -59,8 +59,8 @@ def run(results: Results, facts: dict, work_dir: str, repeats: int, with_ray: bo
         large_captions: str = None, ceiling_repeats: int = 5) -> dict:
     import datasets
 
-    from svitpipe.engines import ray_session, run_local, run_ray
-    from svitpipe.parquet_shards import ParquetLayout
+    from svitpipe.publish.engines import ray_session, run_local, run_ray
+    from svitpipe.publish.parquet_layout import ParquetLayout
 
     datasets.disable_progress_bars()
     section = "scaling/sa1b"
@@ -199,7 +199,7 @@ FULL = {
     "image_share": 0.85,  # of tar bytes that are JPEG (the mask JSON is read past, not parsed or stored)
     "captions_bytes": 11e9,  # the 11M-line jsonl, ~1 KB a line
     "shard_bytes": 500e6,  # upload.py --max-shard-size default
-    "files_per_commit": 50,  # svitpipe.hub_publish.push_folder batch_size
+    "files_per_commit": 50,  # svitpipe.publish.hub_push.push_folder batch_size
     "commits_per_hour": 128,  # Hub limit per repo
     "cores_per_machine": 16,
     "nic_bytes_per_s": 1.25e9,  # 10 Gb/s per machine: tars in from Meta's CDN, parts out to the shared folder

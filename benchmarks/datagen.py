@@ -1,4 +1,4 @@
-"""Benchmark inputs: fake upstream files at a chosen size, laid out like the real ones (``svitpipe.fake_upstream``).
+"""Benchmark inputs: fake upstream files at a chosen size, laid out like the real ones (``svitpipe.testing.fake_upstream``).
 
 * Visual Genome-like JPEGs, 500x375 to 800x600, and SA-1B-like JPEGs, about 1500x2250, with photo-like content
   (smooth colour fields, mid-frequency texture, shapes with soft edges, film grain), so that file sizes and decode
@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from svitpipe.fake_upstream import (
+from svitpipe.testing.fake_upstream import (
     SA1B_CAPTION_FILES,
     ZIP_DATE_TIME,
     _tar_bytes,

@@ -1,6 +1,6 @@
 """Child process of ``bench_memory``: do one thing, print its peak RSS as a JSON line.
 
-    python benchmarks/rss_probe.py MODE '{"...": ...}'
+    python -m benchmarks.rss_probe MODE '{"...": ...}'
 
 Linux keeps ``ru_maxrss`` across ``exec``, and ``subprocess`` starts children with ``vfork``, so a child of a large
 process would report its parent's peak. The probe therefore forks once from its own small process and ``exec``s
@@ -22,15 +22,12 @@ import resource
 import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 if os.environ.get("RSS_PROBE_FRESH") != "1":
     pid = os.fork()
     if pid == 0:
-        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, RSS_PROBE_FRESH="1"))
+        os.execve(sys.executable, [sys.executable, "-m", __spec__.name, *sys.argv[1:]],
+                  dict(os.environ, RSS_PROBE_FRESH="1"))
     sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-
-sys.path.insert(0, REPO_ROOT)
 
 
 def peak_kb() -> int:

@@ -1,11 +1,11 @@
 """Benchmarks of svit-internvl: build, read, layout, decode, memory and scaling, each against a baseline measured in
 the same run.
 
-    python benchmarks/run.py                  # the full run (~15 min on 2 cores; data generated once, then cached)
-    python benchmarks/run.py --quick          # about a minute, smaller data and fewer repetitions
-    python benchmarks/run.py --only build read --scale 0.5 --out results.json
+    python -m benchmarks.run                  # the full run (~15 min on 2 cores; data generated once, then cached)
+    python -m benchmarks.run --quick          # about a minute, smaller data and fewer repetitions
+    python -m benchmarks.run --only build read --scale 0.5 --out results.json
 
-Inputs are generated with ``svitpipe.fake_upstream`` under the work dir (default ``benchmarks/.data/``) and reused
+Inputs are generated with ``svitpipe.testing.fake_upstream`` under the work dir (default ``benchmarks/.data/``) and reused
 by later runs. Prints one table of measurements, one of ratios and one of targets (PASS/MISS), and writes every
 figure to a JSON file (default ``<work dir>/results-<full|quick>.json``).
 """
@@ -24,13 +24,12 @@ from dataclasses import dataclass
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
-sys.path[:0] = [p for p in (BENCH_DIR, REPO_ROOT) if p not in sys.path]
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # also in spawned workers
 
-import datagen  # noqa: E402
-from common import Results  # noqa: E402
+from . import datagen
+from .common import Results  # noqa: E402
 
 SECTIONS = ("build", "read", "layout", "decode", "memory", "scaling")
 
@@ -131,7 +130,7 @@ FAMILIES = {"svit": ("referring", "image"), "sa1b": ("sa1b-en-single", "image")}
 
 
 def section_build(ctx: Context) -> None:
-    import bench_build
+    from . import bench_build
 
     for family in FAMILIES:
         bench_build.run(ctx.results, family, ctx.source(family), ctx.work_dir, ctx.published(family),
@@ -140,7 +139,7 @@ def section_build(ctx: Context) -> None:
 
 def ensure_published(ctx: Context, family: str) -> str:
     """The published folder of ``family`` (built untimed when the build section did not run in this process)."""
-    import bench_build
+    from . import bench_build
 
     folder = ctx.published(family)
     if f"published/{FAMILIES[family][0]}" not in ctx.results.facts:
@@ -150,7 +149,7 @@ def ensure_published(ctx: Context, family: str) -> str:
 
 
 def section_read(ctx: Context) -> None:
-    import bench_read
+    from . import bench_read
 
     for family, (config, column) in FAMILIES.items():
         bench_read.run(ctx.results, family, ensure_published(ctx, family), config, column, ctx.work_dir,
@@ -158,7 +157,7 @@ def section_read(ctx: Context) -> None:
 
 
 def section_layout(ctx: Context) -> None:
-    import bench_read
+    from . import bench_read
 
     for family, (config, _) in FAMILIES.items():
         bench_read.run_layouts(ctx.results, family, ensure_published(ctx, family), config, ctx.work_dir,
@@ -166,21 +165,21 @@ def section_layout(ctx: Context) -> None:
 
 
 def section_decode(ctx: Context) -> None:
-    import bench_decode
+    from . import bench_decode
 
     bench_decode.run(ctx.results, os.path.join(ctx.source("sa1b")["root"], "images"), ctx.plan.decode_images,
                      ctx.plan.repeats["decode"])
 
 
 def section_memory(ctx: Context) -> None:
-    import bench_memory
+    from . import bench_memory
 
     bench_memory.run(ctx.results, ctx.source("svit-large"), ctx.source("sa1b-large"), ctx.work_dir,
                      ctx.plan.memory_timeout, ctx.plan.memory_sa1b_tars, allocator_variant=not ctx.args.quick)
 
 
 def section_scaling(ctx: Context) -> None:
-    import bench_scaling
+    from . import bench_scaling
 
     bench_scaling.run(ctx.results, ctx.source("sa1b"), ctx.work_dir, ctx.plan.repeats["scaling"],
                       ceiling_repeats=ctx.plan.repeats["ceiling"],

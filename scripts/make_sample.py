@@ -3,9 +3,9 @@
 
 Usage::
 
-    python scripts/make_sample.py [--out DIR]
+    python -m scripts.make_sample [--out DIR]
 
-``DIR`` defaults to ``sample/`` at the repository root.  The script removes and
+``DIR`` defaults to the package's bundled sample, ``svitpipe/sample/``.  The script removes and
 rewrites ``DIR/svit/`` (SVIT source root, Hub zip layout),
 ``DIR/internvl-sa1b-caption/`` (the four JSONL caption files), ``DIR/sa1b/``
 (the SA-1B image tars) and ``DIR/README.md``; nothing else in ``DIR`` is
@@ -25,11 +25,8 @@ import shutil
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from svitpipe.fake_upstream import (  # noqa: E402
+from svitpipe.sample import SAMPLE_DIR
+from svitpipe.testing.fake_upstream import (
     SA1B_CAPTION_FILES,
     SVIT_ANNOTATION_STEMS,
     SVIT_IMAGE_ZIPS,
@@ -40,7 +37,7 @@ from svitpipe.fake_upstream import (  # noqa: E402
     write_svit_source,
 )
 
-DEFAULT_OUT = REPO_ROOT / "sample"
+DEFAULT_OUT = SAMPLE_DIR
 SVIT_DIR = "svit"
 CAPTIONS_DIR = "internvl-sa1b-caption"
 SA1B_DIR = "sa1b"

@@ -1,13 +1,14 @@
-"""Rewrite the project's top-level dataset_infos.json from the builder's _info() (run after changing a config)."""
+"""Rewrite the project's top-level dataset_infos.json from the builder's _info() (run after changing a config):
 
-import os
-import sys
+    python -m scripts.write_dataset_infos
+"""
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+from pathlib import Path
 
-from svitpipe.dataset_card import project_infos, write_dataset_infos  # noqa: E402
+from svitpipe.publish.card import project_infos, write_dataset_infos
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 if __name__ == "__main__":
-    write_dataset_infos(os.path.join(REPO_ROOT, "dataset_infos.json"), project_infos())
+    write_dataset_infos(str(REPO_ROOT / "dataset_infos.json"), project_infos())
     print("wrote dataset_infos.json")

@@ -1,14 +1,23 @@
-"""The data path of svit-internvl, one module per step.
+"""svit-internvl: SVIT and InternVL-SA-1B-Caption as typed, streamable, publishable ``datasets`` data.
 
-Source -> record -> example -> shard:
+One folder per stage; a row travels source -> record -> example -> unit -> part -> shard:
 
-* ``sources``: where the upstream files live (Hub, local, any fsspec URL; archives or extracted folders).
-* ``json_array_reader``: SVIT's multi-GB JSON arrays, read one element at a time.
-* ``svit_records`` / ``referring_regions``: one SVIT record -> one typed example (with parsed boxes).
-* ``vg_images``: Visual Genome image bytes from ``raw/images*.zip`` or their extracted folders.
-* ``sa1b_paths`` / ``sa1b_caption_index`` / ``sa1b_records`` / ``sa1b_images``: InternVL-SA-1B-Caption lines joined
-  with SA-1B tars, one tar at a time.
-* ``image_checks``: image size and integrity without re-encoding.
-* ``bad_records``: the raise-or-skip policy and the ledger that counts every skip.
-* ``features``: the typed schema of every config (the contract with users and ``upload.py``).
+* ``builder``: the ``datasets`` builder (``SVITInternVL``), its config, and ``iter_examples``, the one function that
+  turns a unit's ``gen_kwargs`` into examples.
+* ``features``: the typed schema of every config and the per-config facts (``CONFIGS``, including each config's
+  family, ``"svit"`` or ``"sa1b"``).
+* ``bad_records``: the raise-or-skip policy and the one ledger a build counts every record in.
+* ``locations``, ``image_checks``, ``source_index_cache``: shared by both families (where a file is, image size and
+  integrity, cached source indexes).
+* ``svit/``: SVIT's path: ``source`` (where the files are), ``json_array_reader`` and ``record_index`` (the JSON
+  array read once), ``records`` and ``referring_regions`` (one record -> typed conversations), ``vg_images``,
+  ``examples``.
+* ``sa1b/``: InternVL-SA-1B-Caption's path: ``source`` (where the tars are), ``paths``, ``caption_index`` (captions
+  grouped by tar), ``records``, ``tar_images``, ``examples``.
+* ``publish/``: ``units`` (unit -> parts -> shards), ``parquet_layout``, ``engines`` (local processes or Ray),
+  ``card``, ``checks``, ``hub_push``, and ``upload`` (the command).
+* ``training/``: helpers for training on the published shards: ``chat_format``, ``boxes``, ``fast_decode``,
+  ``llava_export``.
+* ``testing/``: ``fake_upstream``, writers of files laid out like the upstream ones (tests, benchmarks, the sample).
+* ``sample/``: the bundled sample sources (``SAMPLE_SOURCES``); ``cli``: the ``svit-internvl`` command.
 """

@@ -1,6 +1,7 @@
 """What happens to a record that cannot become an example: raise (the default) or skip, counted, with the reason.
 
-Every reader in the data path reports a bad record to a ``BadRecordLedger``. Under ``on_bad_record="raise"`` the
+A build keeps one ``BadRecordLedger`` (``SVITInternVL.ledger``; ``upload.py`` adds its units' counts to the same
+object), and every reader in the data path reports a bad record to it. Under ``on_bad_record="raise"`` the
 ledger raises ``BadRecordError`` at once, naming the file, the record and what is wrong. Under ``"skip"`` it logs a
 warning, counts the record under its reason, and keeps the first few messages per reason, so that at the end
 ``records_read == examples_written + skipped`` holds and can be reported.
@@ -27,6 +28,8 @@ MISSING_IMAGE = "missing-image"
 CORRUPT_IMAGE = "corrupt-image"
 MISSING_TAR = "missing-tar"
 DUPLICATE_ID = "duplicate-id"
+# Not a bad record: lines of SA-1B tars left out of a partial build (``sa1b_tars``), counted under either policy.
+TAR_NOT_SELECTED = "tar-not-selected"
 
 _EXAMPLES_KEPT_PER_REASON = 5
 
@@ -85,13 +88,33 @@ class BadRecordLedger:
         if len(kept) < _EXAMPLES_KEPT_PER_REASON:
             kept.append(message)
 
+    def read(self, count: int = 1) -> None:
+        """Count ``count`` records as taken from the source."""
+        self.records_read += count
+
+    def left_out(self, reason: str, count: int) -> None:
+        """Count ``count`` records as read and deliberately not built (a chosen subset, not bad records): skipped
+        under ``reason`` whatever the policy."""
+        self.records_read += count
+        self.skipped[reason] += count
+
+    def take_skips(self, other: "BadRecordLedger") -> None:
+        """Add the records ``other`` skipped, as read and skipped here. Its other records are not counted: they are
+        read (and counted) again where they become examples, as an index's good lines are."""
+        self.records_read += other.total_skipped
+        self._add_skips(other)
+
     @property
     def total_skipped(self) -> int:
         return sum(self.skipped.values())
 
     def merge(self, other: "BadRecordLedger") -> None:
+        """Add every count of ``other`` (another piece of the same build) to this ledger."""
         self.records_read += other.records_read
         self.examples_written += other.examples_written
+        self._add_skips(other)
+
+    def _add_skips(self, other: "BadRecordLedger") -> None:
         self.skipped.update(other.skipped)
         for reason, messages in other.samples.items():
             kept = self.samples.setdefault(reason, [])

@@ -1,7 +1,7 @@
 """Shared fixtures and helpers for the builder tests: builders over the bundled sample or over fake trees.
 
 Everything is offline and real: builders read real files (the bundled ``sample/`` or trees written with
-``svitpipe.fake_upstream`` under ``tmp_path``), nothing is mocked. Helpers are plain functions so that test modules
+``svitpipe.testing.fake_upstream`` under ``tmp_path``), nothing is mocked. Helpers are plain functions so that test modules
 can ``from conftest import ...`` them (``tests`` is on ``sys.path`` via pytest.ini).
 """
 
@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 
 from svit_internvl import SVITInternVL
-from svitpipe.bad_records import BadRecordLedger
 from svitpipe.features import CONFIGS
+from svitpipe.sample import SAMPLE_DIR
 
 datasets.disable_progress_bars()
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = REPO_ROOT / "sample"
+SAMPLE = SAMPLE_DIR
 SVIT_SAMPLE = SAMPLE / "svit"
 CAPTIONS_SAMPLE = SAMPLE / "internvl-sa1b-caption"
 SA1B_SAMPLE = SAMPLE / "sa1b"
@@ -88,14 +87,6 @@ def by_id(rows: list[dict]) -> dict[str, dict]:
     table = {row["id"]: row for row in rows}
     assert len(table) == len(rows), "duplicate ids"
     return table
-
-
-def total_ledger(builder: SVITInternVL) -> BadRecordLedger:
-    """The builder's pre-generation ledger and its example-generation ledger, together."""
-    total = BadRecordLedger(policy="skip")
-    total.merge(builder.preflight_ledger)
-    total.merge(builder.bad_record_ledger)
-    return total
 
 
 def find_in_chain(error: BaseException, kind: type):

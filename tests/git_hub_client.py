@@ -1,6 +1,6 @@
 """A Hub client that commits to local git repositories: the write half of the Hub, for push tests.
 
-``GitHubClient`` implements the ``huggingface_hub.HfApi`` methods ``svitpipe.hub_publish.push_folder`` calls
+``GitHubClient`` implements the ``huggingface_hub.HfApi`` methods ``svitpipe.publish.hub_push.push_folder`` calls
 (``create_repo``, ``create_branch``, ``list_repo_tree``, ``create_commit``) with the Hub's semantics, on bare git
 repositories under a root folder (``<root>/<org>/<name>.git``):
 

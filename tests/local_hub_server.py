@@ -30,9 +30,9 @@ from urllib.parse import unquote
 import git
 import gitdb
 import uvicorn
-
 from olah.configs import OlahConfig
-from olah.server import AppSettings, app as olah_app
+from olah.server import AppSettings
+from olah.server import app as olah_app
 
 # /api/<type>/<org>/<name>  (repo info without a revision)
 _API_INFO = re.compile(r"^/api/(models|datasets|spaces)/([^/]+)/([^/]+)/?$")

@@ -20,9 +20,10 @@ from datasets import Features, Image, List
 
 import upload
 from svitpipe.features import CONFIGS, features_for
+from svitpipe.sample import SAMPLE_DIR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = REPO_ROOT / "sample"
+SAMPLE = SAMPLE_DIR
 ALL_CONFIGS = list(CONFIGS)
 SVIT_CONFIGS = [name for name, facts in CONFIGS.items() if facts.family == "svit"]
 SA1B_CONFIGS = [name for name, facts in CONFIGS.items() if facts.family == "sa1b"]

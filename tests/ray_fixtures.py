@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import ray
 
 import upload
+from svitpipe.sample import SAMPLE_DIR
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_SA1B = REPO_ROOT / "sample" / "sa1b"
+SAMPLE_SA1B = SAMPLE_DIR / "sa1b"
 SAMPLE_TARS = ("sa_000000", "sa_000001", "sa_000002")
 WORK_SUBDIR = Path(".cache") / "svit-internvl-build"
 ATTEMPT_LINE = re.compile(r"unit (?P<config>[\w.-]+)/(?P<key>[\w.-]+) failed \(attempt (?P<attempt>\d+)\): (?P<error>.*)")

@@ -1,6 +1,6 @@
 """Broken upstream input: a clear error by default, a counted skip under ``on_bad_record="skip"``.
 
-Every broken tree is written with ``svitpipe.fake_upstream`` under ``tmp_path``. Each case has one bad record between
+Every broken tree is written with ``svitpipe.testing.fake_upstream`` under ``tmp_path``. Each case has one bad record between
 two good ones, so the skip policy must still produce the good rows, and the builder's ledgers must add up:
 ``records_read == examples_written + skipped``.
 """
@@ -15,9 +15,11 @@ from typing import Callable, Optional
 
 import pytest
 
-from conftest import find_in_chain, new_builder, prepare, stream_rows, total_ledger
+from conftest import find_in_chain, new_builder, prepare, stream_rows
 from svitpipe.bad_records import BadRecordError
-from svitpipe.fake_upstream import (
+from svitpipe.features import CONFIGS
+from svitpipe.svit.json_array_reader import JSONArrayStructureError
+from svitpipe.testing.fake_upstream import (
     SA1B_CAPTION_FILES,
     draw_jpeg,
     sa1b_annotation_json,
@@ -25,8 +27,6 @@ from svitpipe.fake_upstream import (
     write_sa1b_images_source,
     write_svit_source,
 )
-from svitpipe.features import CONFIGS
-from svitpipe.json_array_reader import JSONArrayStructureError
 
 JPEG = {n: draw_jpeg(32 + 4 * n, 24 + 2 * n, seed=n) for n in range(1, 8)}
 GARBAGE = b"this is not a JPEG at all, just some garbage bytes \x00\x01\x02" * 4
@@ -216,7 +216,7 @@ def test_svit_bad_record_is_skipped_and_counted(tmp_path, case, mode):
     )
     rows = run(builder, mode)
     assert sorted(row["id"] for row in rows) == sorted(case.kept)
-    ledger = total_ledger(builder)
+    ledger = builder.ledger
     assert ledger.skipped == Counter({case.reason: 1})
     assert ledger.records_read == 3
     assert ledger.examples_written == len(case.kept) == 2
@@ -262,7 +262,7 @@ def test_broken_array_structure_is_fatal(tmp_path, policy, mode):
     assert str(tmp_path / "svit" / "data" / "detail_description.zip") in message
     # The record index reads the whole array before the first example, so a broken file yields nothing.
     assert seen == []
-    assert not builder.bad_record_ledger.skipped
+    assert not builder.ledger.skipped
 
 
 # --------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_sa1b_bad_line_is_skipped_and_counted(tmp_path, case, mode):
     builder = sa1b_builder(tmp_path, case.config_name, on_bad_record="skip")
     rows = run(builder, mode)
     assert sorted(row["id"] for row in rows) == ["1", "3"]
-    ledger = total_ledger(builder)
+    ledger = builder.ledger
     assert ledger.skipped == Counter({case.reason: 1})
     assert (ledger.records_read, ledger.examples_written) == (3, 2)
     assert ledger.records_read == ledger.examples_written + ledger.total_skipped
@@ -399,7 +399,7 @@ def test_missing_tar_is_skipped_and_counted(tmp_path, mode):
     builder = sa1b_builder(tmp_path, "sa1b-en-single", on_bad_record="skip")
     rows = run(builder, mode)
     assert sorted(row["id"] for row in rows) == ["1", "3"]
-    ledger = total_ledger(builder)
+    ledger = builder.ledger
     assert ledger.skipped == Counter({"missing-tar": 2})
     assert (ledger.records_read, ledger.examples_written) == (4, 2)
 
@@ -417,7 +417,7 @@ def test_sa1b_tars_restricts_the_build(tmp_path, mode, tars, kept, not_selected)
         assert stream.num_shards == len(tars)
     rows = run(builder, mode)
     assert sorted(row["id"] for row in rows) == kept
-    ledger = total_ledger(builder)
+    ledger = builder.ledger
     assert ledger.skipped == Counter({"tar-not-selected": not_selected})
     assert (ledger.records_read, ledger.examples_written) == (4, len(kept))
 
@@ -459,6 +459,6 @@ def test_duplicate_image_ids_are_found_whatever_the_sharding(tmp_path, num_shard
         first = next(row for row in rows if row["id"] == "1")
         assert first["conversations"][0]["content"][1]["value"] == "A plain answer."
         if not prepare_kwargs:  # num_proc workers keep their own ledgers
-            assert total_ledger(builder).skipped == Counter({"duplicate-id": 1})
+            assert builder.ledger.skipped == Counter({"duplicate-id": 1})
         results.append(ids)
     assert results[0] == results[1] == results[2]

@@ -1,4 +1,4 @@
-"""Table-driven tests for svitpipe.boxes: box-form conversions, box text, and rendering referring turns."""
+"""Table-driven tests for svitpipe.training.boxes: box-form conversions, box text, and rendering referring turns."""
 
 import random
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import as_float32, new_builder
-from svitpipe.boxes import (
+from svitpipe.svit.referring_regions import Region, parse_regions
+from svitpipe.training.boxes import (
     as_written,
     format_box,
     format_number,
@@ -20,7 +21,6 @@ from svitpipe.boxes import (
     to_pixels,
     to_thousandths,
 )
-from svitpipe.referring_regions import Region, parse_regions
 
 # Image sizes: landscape, portrait, square, odd sizes (odd padding), extreme aspect ratios, SA-1B-like.
 SIZES = [(640, 480), (480, 640), (500, 500), (333, 517), (517, 333), (101, 50), (7, 3), (1, 1), (1500, 2250),

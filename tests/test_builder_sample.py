@@ -35,9 +35,9 @@ from conftest import (
     sample_tar_members,
     sample_vg_images,
     stream_rows,
-    total_ledger,
 )
 from svitpipe.bad_records import BadRecordLedger
+from svitpipe.builder import iter_examples
 from svitpipe.features import CONFIGS
 
 
@@ -92,7 +92,7 @@ def test_row_counts_match_the_upstream_files(built, config_name):
     assert len(result.streamed) == expected
     assert len(result.prepared) == expected == result.dataset.num_rows
     for builder in (result.stream_builder, result.prepare_builder):
-        ledger = total_ledger(builder)
+        ledger = builder.ledger
         assert (ledger.records_read, ledger.examples_written, ledger.total_skipped) == (expected, expected, 0)
     assert result.prepare_builder.info.splits["train"].num_examples == expected
 
@@ -185,7 +185,7 @@ def test_examples_are_already_in_storage_form(sample_builder, config_name):
     builder = sample_builder(config_name)
     features = builder.info.features
     ledger = BadRecordLedger(policy="raise")
-    examples = [example for kwargs in builder.shard_gen_kwargs() for _, _, example in builder.iter_examples(ledger, **kwargs)]
+    examples = [example for kwargs in builder.shard_gen_kwargs() for _, _, example in iter_examples(builder.config, ledger, **kwargs)]
     assert examples and ledger.examples_written == len(examples)
     for example in examples:
         assert features.encode_example(example) == example
@@ -488,7 +488,7 @@ def test_extracted_layout_gives_the_same_rows(built, tmp_path_factory, extracted
 
 def test_extracted_layout_written_by_fake_upstream(tmp_path, built):
     """``fake_upstream``'s own extracted writer, fed the sample's content, gives the sample's rows."""
-    from svitpipe.fake_upstream import write_sa1b_images_source, write_svit_source
+    from svitpipe.testing.fake_upstream import write_sa1b_images_source, write_svit_source
 
     images = {"VG_100K": {}, "VG_100K_2": {}}
     for _, (path, data) in sorted(sample_vg_images().items()):
@@ -537,7 +537,7 @@ TRICKY_TEXTS = [
 @pytest.mark.parametrize("config_name", ["conversation", "referring"])
 @pytest.mark.parametrize("mode", ["stream", "prepare"])
 def test_svit_text_is_kept_byte_for_byte(tmp_path, config_name, mode):
-    from svitpipe.fake_upstream import draw_jpeg, write_svit_source
+    from svitpipe.testing.fake_upstream import draw_jpeg, write_svit_source
 
     records = [
         {
@@ -565,7 +565,7 @@ def test_svit_text_is_kept_byte_for_byte(tmp_path, config_name, mode):
 
 @pytest.mark.parametrize("mode", ["stream", "prepare"])
 def test_sa1b_text_is_kept_byte_for_byte(tmp_path, mode):
-    from svitpipe.fake_upstream import (
+    from svitpipe.testing.fake_upstream import (
         SA1B_CAPTION_FILES,
         draw_jpeg,
         write_sa1b_captions_source,

@@ -1,11 +1,12 @@
-"""Tests for svitpipe.chat_format: flattening SVIT rows, chat messages and LLaVA records, on hand-made and sample rows."""
+"""Tests for svitpipe.training.chat_format: flattening SVIT rows, chat messages and LLaVA records, on hand-made and sample rows."""
 
 import datasets
 import pytest
 from datasets import Features, Image, Value
 
 from conftest import ALL_CONFIGS, SVIT_CONFIGS, new_builder, prepare, sample_svit_records
-from svitpipe.chat_format import (
+from svitpipe.features import CONFIGS, svit_features
+from svitpipe.training.chat_format import (
     chat_messages_features,
     chat_role,
     flatten_svit,
@@ -16,7 +17,6 @@ from svitpipe.chat_format import (
     to_chat_messages_fn,
     to_llava_record,
 )
-from svitpipe.features import CONFIGS, svit_features
 
 IMG = {"bytes": b"\xff\xd8 one", "path": "VG_100K/7.jpg"}
 IMG2 = {"bytes": b"\xff\xd8 two", "path": "sa_000001/sa_11202.jpg"}

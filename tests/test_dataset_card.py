@@ -14,10 +14,8 @@ from datasets import DatasetInfo
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard
 
-import upload
 from publish_fixtures import ALL_CONFIGS, REPO_ROOT, SA1B_CONFIGS, SVIT_CONFIGS, sample_build, shard_paths
 from svit_internvl import SVITInternVL
-from svitpipe.dataset_card import MIN_DATASETS_VERSION, project_infos
 from svitpipe.features import (
     CONFIGS,
     SA1B_CAPTION_HOMEPAGE,
@@ -26,6 +24,8 @@ from svitpipe.features import (
     SVIT_CITATION,
     SVIT_HOMEPAGE,
 )
+from svitpipe.publish.card import MIN_DATASETS_VERSION, project_infos
+from svitpipe.publish.upload import SA1B_SAMPLE_NOTE
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_body_names_every_licence(card):
     for licence in ("CC BY 4.0", "OpenAI's terms of use", "MIT", "SA-1B Dataset Research License"):
         assert licence in text, licence
     assert "does not allow redistributing the images" in text
-    assert upload.SA1B_SAMPLE_NOTE in text  # built with --sample: the card says these are not SA-1B images
+    assert SA1B_SAMPLE_NOTE in text  # built with --sample: the card says these are not SA-1B images
     for homepage in (SVIT_HOMEPAGE, SA1B_CAPTION_HOMEPAGE, SA1B_HOMEPAGE):
         assert homepage in text, homepage
 

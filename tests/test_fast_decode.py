@@ -1,4 +1,4 @@
-"""``svitpipe.fast_decode``: sizes, the DCT-domain reduction, accuracy against the full decode, and the transform.
+"""``svitpipe.training.fast_decode``: sizes, the DCT-domain reduction, accuracy against the full decode, and the transform.
 
 Images are generated here (no sample needed); nothing is timed: speed belongs in benchmarks.
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from svitpipe import fast_decode
-from svitpipe.fast_decode import (
+from svitpipe.training import fast_decode
+from svitpipe.training.fast_decode import (
     DecodeTransform,
     decode_resized,
     open_reduced,
@@ -411,6 +411,8 @@ def test_iterable_dataset_map(small_jpegs):
 
 
 def test_module_does_not_import_torch():
-    code = "import sys, svitpipe.fast_decode; sys.exit('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=Path(fast_decode.__file__).resolve().parents[1])
-    assert result.returncode == 0, "importing svitpipe.fast_decode imported torch"
+    code = "import sys, svitpipe.training.fast_decode; print('torch' in sys.modules)"
+    repo_root = Path(fast_decode.__file__).resolve().parents[2]  # svitpipe/training/fast_decode.py
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False", "importing svitpipe.training.fast_decode imported torch"

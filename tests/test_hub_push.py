@@ -1,4 +1,4 @@
-"""Pushing a built folder: ``svitpipe.hub_publish.push_folder`` against a client that commits to real git
+"""Pushing a built folder: ``svitpipe.publish.hub_push.push_folder`` against a client that commits to real git
 repositories (``git_hub_client.GitHubClient``: the local Hub server is read-only), the pushed repository served and
 loaded through the local Hub, ``call_with_retries`` on real ``huggingface_hub`` HTTP errors, and ``upload.py``'s
 command-line guards.
@@ -19,7 +19,6 @@ import upload
 from git_hub_client import ENDPOINT, GitHubClient, hub_error
 from local_hub import run_with_hub, serve_git_repos
 from publish_fixtures import (
-    REPO_ROOT,
     copy_published,
     folder_rows,
     published_files,
@@ -27,7 +26,10 @@ from publish_fixtures import (
     sample_build,
     shard_paths,
 )
-from svitpipe.hub_publish import PushReport, call_with_retries, push_folder
+from svitpipe.features import CONFIGS
+from svitpipe.publish.hub_push import PushReport, call_with_retries, push_folder
+from svitpipe.publish.upload import SA1B_LOCAL_NOTE
+from svitpipe.sample import SAMPLE_DIR
 
 REPO = "acme/pushed"
 BATCH = 10
@@ -366,7 +368,7 @@ def test_help_lists_every_option(capsys):
     shown = capsys.readouterr().out
     for option in OPTIONS:
         assert re.search(rf"^\s+{option}\b", shown, re.MULTILINE), option
-    for config in upload.CONFIGS:
+    for config in CONFIGS:
         assert config in shown, config
 
 
@@ -377,7 +379,7 @@ def test_a_destination_is_required(capsys):
     assert "give --local-dir, --repo-id, or both" in capsys.readouterr().err
 
 
-BOGUS_SA1B = ["--sa1b-captions-source", str(REPO_ROOT / "sample" / "internvl-sa1b-caption"),
+BOGUS_SA1B = ["--sa1b-captions-source", str(SAMPLE_DIR / "internvl-sa1b-caption"),
               "--sa1b-images-source", "/nonexistent/sa1b"]
 
 
@@ -403,10 +405,10 @@ def test_sa1b_configs_build_locally_without_permission(tmp_path):
     # Without --repo-id nothing is published, so no permission is needed (the card warns against publishing).
     out = tmp_path / "local"
     code = upload.main(["--local-dir", str(out), "--configs", "sa1b-zh-multi", "--sa1b-images-source",
-                        str(REPO_ROOT / "sample" / "sa1b"), "--sa1b-captions-source",
-                        str(REPO_ROOT / "sample" / "internvl-sa1b-caption")])
+                        str(SAMPLE_DIR / "sa1b"), "--sa1b-captions-source",
+                        str(SAMPLE_DIR / "internvl-sa1b-caption")])
     assert code == 0
-    assert upload.SA1B_LOCAL_NOTE in (out / "README.md").read_text(encoding="utf-8")
+    assert SA1B_LOCAL_NOTE in (out / "README.md").read_text(encoding="utf-8")
 
 
 def corrupt_sa1b_copy(dest: Path) -> Path:
@@ -415,9 +417,9 @@ def corrupt_sa1b_copy(dest: Path) -> Path:
     import shutil
     import tarfile
 
-    shutil.copytree(REPO_ROOT / "sample" / "sa1b", dest)
+    shutil.copytree(SAMPLE_DIR / "sa1b", dest)
     broken = dest / "sa_000001.tar"
-    with tarfile.open(REPO_ROOT / "sample" / "sa1b" / "sa_000001.tar") as source, tarfile.open(broken, "w") as out:
+    with tarfile.open(SAMPLE_DIR / "sa1b" / "sa_000001.tar") as source, tarfile.open(broken, "w") as out:
         for member in source.getmembers():
             data = source.extractfile(member).read()
             if member.name == "sa_11202.jpg":

@@ -1,4 +1,4 @@
-"""Table-driven tests of svitpipe.json_array_reader.iter_json_array.
+"""Table-driven tests of svitpipe.svit.json_array_reader.iter_json_array.
 
 Every case is read with every chunk size from 1 byte up to past the input's length (plus the default), and must give
 the same elements, offsets and errors each time.
@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from svitpipe.json_array_reader import ArrayElement, JSONArrayStructureError, iter_json_array
+from svitpipe.svit.json_array_reader import ArrayElement, JSONArrayStructureError, iter_json_array
 
 BOM = b"\xef\xbb\xbf"
 

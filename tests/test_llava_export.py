@@ -1,4 +1,4 @@
-"""Tests for svitpipe.llava_export: LLaVA JSON plus image files from sample-built configs, streams and Parquet folders."""
+"""Tests for svitpipe.training.llava_export: LLaVA JSON plus image files from sample-built configs, streams and Parquet folders."""
 
 import json
 import os
@@ -6,9 +6,9 @@ import os
 import pytest
 
 from conftest import ALL_CONFIGS, new_builder, prepare
-from svitpipe.chat_format import flatten_svit, to_llava_record
 from svitpipe.features import CONFIGS
-from svitpipe.llava_export import export_llava, iter_undecoded_rows, main, safe_image_path
+from svitpipe.training.chat_format import flatten_svit, to_llava_record
+from svitpipe.training.llava_export import export_llava, iter_undecoded_rows, main, safe_image_path
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Streaming a large SVIT subset keeps memory bounded; ``json.load`` of the same file does not.
 
 A ~150 MB ``data/referring_qa.json`` (extracted layout, unique image ids, one tiny JPEG reused for every id under
-``raw/VG_100K/``) is written with ``svitpipe.fake_upstream``. Two subprocesses then run side by side: one streams the
+``raw/VG_100K/``) is written with ``svitpipe.testing.fake_upstream``. Two subprocesses then run side by side: one streams the
 whole ``referring`` config, the other ``json.load``s the file. Each reports its peak RSS (``ru_maxrss``) against its
 RSS right after its imports. The streaming peak must grow by well under the file size; the ``json.load`` baseline
 must grow by more than the file size, which shows that the measurement can tell the two apart.
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from svitpipe.fake_upstream import draw_jpeg, write_svit_source
+from svitpipe.testing.fake_upstream import draw_jpeg, write_svit_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_BYTES = 150 * 1000 * 1000

@@ -13,7 +13,7 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from publish_fixtures import ALL_CONFIGS, copy_published, sample_build, shard_paths
-from svitpipe.publish_checks import PublishCheckError, verify_published_folder
+from svitpipe.publish.checks import PublishCheckError, verify_published_folder
 
 
 @pytest.fixture(scope="module")

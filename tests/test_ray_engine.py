@@ -30,9 +30,10 @@ from ray_fixtures import (  # noqa: E402
     stats_files,
     work_dir,
 )
-from svitpipe.engines import ray_session, run_local, run_ray  # noqa: E402
-from svitpipe.parquet_shards import ParquetLayout  # noqa: E402
-from svitpipe.shard_units import make_builder, plan_units  # noqa: E402
+from svitpipe.publish.engines import ray_session, run_local, run_ray  # noqa: E402
+from svitpipe.publish.parquet_layout import ParquetLayout  # noqa: E402
+from svitpipe.publish.units import make_builder, plan_units  # noqa: E402
+from svitpipe.publish.upload import builder_kwargs, parse_args  # noqa: E402
 
 SA1B_CONFIGS = ["sa1b-en-single", "sa1b-zh-single", "sa1b-en-multi", "sa1b-zh-multi"]
 # Multi-image lines reach into other tars, so one broken tar fails several multi-image units; single-image units
@@ -81,7 +82,7 @@ def test_ray_builds_every_sa1b_config_as_several_tasks_and_matches_the_local_eng
     assert run.returncode == 0, run.stderr
     assert ray.is_initialized(), "upload.main must reuse the module's Ray session and leave it running"
 
-    kwargs = upload.builder_kwargs(upload.parse_args(argv), str(work_dir(out)))
+    kwargs = builder_kwargs(parse_args(argv), str(work_dir(out)))
     for config in SA1B_CONFIGS:
         units = plan_units(make_builder(config, kwargs))
         assert [unit.key for unit in units] == list(SAMPLE_TARS)  # one task per SA-1B tar
@@ -183,8 +184,8 @@ def test_a_corrupt_tar_fails_its_unit_after_bounded_retries_and_says_how_to_redo
 
 def test_run_ray_gives_the_same_unit_results_as_run_local(ray_cluster, tmp_path):
     config = "sa1b-en-single"
-    args = upload.parse_args(sample_argv(tmp_path / "unused", [config], engine="ray"))
-    kwargs = upload.builder_kwargs(args, str(tmp_path / "planning"))
+    args = parse_args(sample_argv(tmp_path / "unused", [config], engine="ray"))
+    kwargs = builder_kwargs(args, str(tmp_path / "planning"))
     units = plan_units(make_builder(config, kwargs))
     assert len(units) >= 2
     layout = ParquetLayout(max_shard_bytes=12_000, rows_per_row_group=1)  # small parts: several per unit

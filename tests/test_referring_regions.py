@@ -1,8 +1,8 @@
-"""Table-driven tests for svitpipe.referring_regions."""
+"""Table-driven tests for svitpipe.svit.referring_regions."""
 
 import pytest
 
-from svitpipe.referring_regions import Region, ReferenceSyntaxError, parse_regions
+from svitpipe.svit.referring_regions import ReferenceSyntaxError, Region, parse_regions
 
 B = (0.1, 0.2, 0.3, 0.4)
 B2 = (0.5, 0.6, 0.7, 0.8)

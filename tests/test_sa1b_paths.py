@@ -1,10 +1,10 @@
-"""Table-driven tests of the SA-1B path mapper (svitpipe.sa1b_paths)."""
+"""Table-driven tests of the SA-1B path mapper (svitpipe.sa1b.paths)."""
 
 from __future__ import annotations
 
 import pytest
 
-from svitpipe.sa1b_paths import SA1BImageRef, member_file_name, parse_sa1b_image_path
+from svitpipe.sa1b.paths import SA1BImageRef, member_file_name, parse_sa1b_image_path
 
 # (upstream image path, tar stem, member file name)
 VALID = [

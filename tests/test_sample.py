@@ -2,7 +2,7 @@
 
 Run with::
 
-    PYTHONPATH=/work/main python -m pytest tests/test_sample.py -q
+    python -m pytest tests/test_sample.py -q
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from svitpipe.fake_upstream import (
+from svitpipe.sample import SAMPLE_DIR
+from svitpipe.testing.fake_upstream import (
     SA1B_CAPTION_FILES,
     draw_jpeg,
     write_sa1b_captions_source,
@@ -27,7 +28,7 @@ from svitpipe.fake_upstream import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "scripts" / "make_sample.py"
-SAMPLE = REPO_ROOT / "sample"
+SAMPLE = SAMPLE_DIR
 SVIT = SAMPLE / "svit"
 CAPTIONS = SAMPLE / "internvl-sa1b-caption"
 SA1B = SAMPLE / "sa1b"
@@ -37,10 +38,11 @@ IMAGE_ZIPS = {"VG_100K": "images.zip", "VG_100K_2": "images2.zip"}
 
 
 def tree(root: Path) -> dict[str, bytes]:
+    """The sample's files under ``root``, without the Python module that makes the folder a package."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != "__init__.py" and "__pycache__" not in p.parts
     }
 
 
@@ -81,12 +83,12 @@ def script() -> dict:
 
 
 def test_regenerated_sample_is_byte_identical(tmp_path, script):
-    assert SAMPLE.is_dir(), "run scripts/make_sample.py to create sample/"
+    assert SAMPLE.is_dir(), "run python -m scripts.make_sample to create svitpipe/sample/"
     script["write_sample"](tmp_path)
     committed, fresh = tree(SAMPLE), tree(tmp_path)
     assert sorted(fresh) == sorted(committed)
     changed = [name for name in committed if committed[name] != fresh[name]]
-    assert changed == [], f"sample/ is stale, rerun scripts/make_sample.py: {changed}"
+    assert changed == [], f"svitpipe/sample/ is stale, rerun python -m scripts.make_sample: {changed}"
 
 
 def test_script_cli_writes_into_out(tmp_path, script):

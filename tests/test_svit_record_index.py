@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from svitpipe.json_array_reader import JSONArrayStructureError
-from svitpipe.svit_record_index import (
+from svitpipe.svit.json_array_reader import JSONArrayStructureError
+from svitpipe.svit.record_index import (
     RECORDS_FILE,
     SVITRecordIndex,
     iter_record_range,
@@ -50,7 +50,7 @@ def all_records(index: SVITRecordIndex):
 def test_record_ranges_are_contiguous_and_balanced(num_records, num_shards, sizes):
     ranges = SVITRecordIndex("dir", "src", num_records, 0).record_ranges(num_shards)
     assert [r.stop - r.start for r in ranges] == sizes
-    assert [r.shard for r in ranges] == list(range(num_shards))
+    assert [r.position for r in ranges] == list(range(num_shards))
     assert ranges[0].start == 0 and ranges[-1].stop == num_records
     assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:]))
 

@@ -20,7 +20,7 @@ import torch
 from datasets.distributed import split_dataset_by_node
 
 import upload
-from svitpipe.fast_decode import DecodeTransform, decode_resized, prepare_for_fast_decode, target_size
+from svitpipe.training.fast_decode import DecodeTransform, decode_resized, prepare_for_fast_decode, target_size
 
 CONFIG = "description"
 NUM_SHARDS = 8

@@ -18,8 +18,7 @@ import pytest
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard
 
-import svitpipe.shard_units
-import upload
+import svitpipe.publish.units
 from publish_fixtures import (
     ALL_CONFIGS,
     PUBLISHED_TOP_LEVEL,
@@ -39,7 +38,8 @@ from publish_fixtures import (
 )
 from svit_internvl import SVITInternVL
 from svitpipe.features import CONFIGS, features_for
-from svitpipe.parquet_shards import image_bytes_columns
+from svitpipe.publish.parquet_layout import image_bytes_columns
+from svitpipe.sample import SAMPLE_SOURCES
 
 datasets.disable_progress_bars()
 
@@ -62,7 +62,7 @@ def second_build(tmp_path_factory) -> Path:
 
 def builder_rows(config: str, cache_dir: str) -> list[dict]:
     """What the builder yields for ``config`` over the sample, images undecoded, as the schema stores it."""
-    builder = SVITInternVL(config_name=config, cache_dir=cache_dir, **upload.SAMPLE_SOURCES)
+    builder = SVITInternVL(config_name=config, cache_dir=cache_dir, **SAMPLE_SOURCES)
     return stored_rows(list(builder.as_streaming_dataset(split="train").decode(False)), config)
 
 
@@ -205,12 +205,12 @@ def test_rerun_into_the_same_folder_reuses_every_unit(second_build, monkeypatch)
 
     writers = []
 
-    class CountingShardWriter(svitpipe.shard_units.ShardWriter):
+    class CountingPartWriter(svitpipe.publish.units.PartWriter):
         def __init__(self, *args, **kwargs):
             writers.append(args)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(svitpipe.shard_units, "ShardWriter", CountingShardWriter)
+    monkeypatch.setattr(svitpipe.publish.units, "PartWriter", CountingPartWriter)
     run_upload(second_build)
 
     assert writers == [], "a finished unit was built again"
@@ -257,7 +257,7 @@ def test_rebuilding_in_place_with_other_layout_gives_a_fresh_builds_files(folder
 
 def test_rebuilding_in_place_from_other_sources_reads_them(folder, tmp_path):
     captions = tmp_path / "captions"
-    shutil.copytree(upload.SAMPLE_SOURCES["sa1b_captions_source"], captions)
+    shutil.copytree(SAMPLE_SOURCES["sa1b_captions_source"], captions)
     upstream = captions / CONFIGS["sa1b-zh-multi"].upstream_file
     lines = upstream.read_text(encoding="utf-8").splitlines()
     record = json.loads(lines[0])
@@ -315,7 +315,7 @@ def test_configs_subset_replaces_the_folder_contents(folder, tmp_path):
 def test_row_group_footer_bound_covers_the_real_footer(folder, config, rows_per_group):
     """The bound used to keep shards under the size limit, which never writes image bytes twice, is at least what a
     row group really adds to the footer."""
-    from svitpipe.parquet_shards import ParquetLayout, footer_bytes, row_group_footer_bound
+    from svitpipe.publish.parquet_layout import ParquetLayout, footer_bytes, row_group_footer_bound
 
     features, layout = features_for(config), ParquetLayout(rows_per_row_group=rows_per_group)
     table = pq.read_table(shard_paths(folder, config)[0]).slice(0, rows_per_group)

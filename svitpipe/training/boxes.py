@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
-from .referring_regions import Region
+from ..svit.referring_regions import Region
 
 __all__ = [
     "BOX_FORMS",

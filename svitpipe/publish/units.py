@@ -1,11 +1,13 @@
-"""Examples -> published shards, one unit of work at a time.
+"""Examples -> published shards, one unit of work at a time. The words: a **unit** is one piece of work, a **part**
+is a Parquet file a unit writes, a **shard** is a published file.
 
 A config is cut into units: one per builder shard (an SVIT range of records, or one SA-1B tar with its
-captions). ``build_unit`` turns one unit into Parquet part files plus a small stats record; it is a pure function of
-its input (same input, byte-identical files, names that depend only on the unit), so any engine, in any order,
-with retries, gives the same result, and a re-run skips every unit whose parts and stats already exist.
-``finalize_config`` then links the parts, in unit order, to the names the Hub expects
-(``data/<config>/train-00000-of-00012.parquet``) and removes shards left from earlier runs.
+captions). ``build_unit`` turns one unit into part files plus a small stats record; it is a pure function of its
+input (same input, byte-identical files, names that depend only on the unit), so any engine, in any order, with
+retries, gives the same result, and a re-run skips every unit whose parts and stats already exist.
+``finalize_config`` then links the parts, in unit order, to the shard names the Hub expects
+(``data/<config>/train-00000-of-00012.parquet``), halving the largest parts where more shards are wanted, and
+removes shards left from earlier runs.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from typing import Callable, Optional
 import pyarrow.parquet as pq
 from datasets.utils import logging
 
-from .bad_records import BadRecordLedger
-from .features import features_for
-from .parquet_shards import ParquetLayout, ShardWriter, WrittenFile, write_batches
+from ..bad_records import BadRecordLedger
+from ..builder import SVITInternVL, iter_examples, make_config
+from ..features import CONFIGS, features_for
+from .parquet_layout import ParquetLayout, PartWriter, WrittenFile, write_batches
 
 logger = logging.get_logger(__name__)
 
 _UNIT_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 SPLIT = "train"
+HALVES_DIR = "halves"  # under a config's parts folder: the two halves of a part cut to reach the shard count
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Unit:
     Attributes:
         config_name: the config it belongs to.
         key: names the unit's part files; depends only on the input (``svit-00003-of-00016``, ``sa_000123``).
-        gen_kwargs: what the builder needs to generate the unit's examples.
+        gen_kwargs: what ``iter_examples`` needs to generate the unit's examples (one builder shard's).
     """
 
     config_name: str
@@ -69,7 +73,8 @@ class UnitResult:
 
 @dataclass
 class ConfigBuild:
-    """A finished config: its shards (relative to the output folder), counts and the merged ledger."""
+    """A finished config: its shards (relative to the output folder), counts, and the build's one ledger (the
+    builder's planning counts plus every unit's)."""
 
     config_name: str
     shards: list
@@ -89,24 +94,30 @@ class ConfigBuild:
         return sum(s.arrow_bytes for s in self.shards)
 
 
-def make_builder(config_name: str, builder_kwargs: dict):
-    from svit_internvl import SVITInternVL
-
+def make_builder(config_name: str, builder_kwargs: dict) -> SVITInternVL:
     return SVITInternVL(config_name=config_name, **builder_kwargs)
 
 
-def plan_units(builder) -> list[Unit]:
-    """The units of the builder's config, in output order."""
+def plan_units(builder: SVITInternVL) -> list[Unit]:
+    """The units of the builder's config, in output order (planning counts go to ``builder.ledger``)."""
     per_shard = builder.shard_gen_kwargs()
-    units = []
-    for position, gen_kwargs in enumerate(per_shard):
-        if "shards" in gen_kwargs:
-            (tar_shard,) = gen_kwargs["shards"]
-            key = tar_shard.location.stem
-        else:
-            key = f"svit-{position:05d}-of-{len(per_shard):05d}"
-        units.append(Unit(builder.config.name, key, gen_kwargs))
-    return units
+    name_unit = _UNIT_NAMES[CONFIGS[builder.config.name].family]
+    return [
+        Unit(builder.config.name, name_unit(position, len(per_shard), gen_kwargs), gen_kwargs)
+        for position, gen_kwargs in enumerate(per_shard)
+    ]
+
+
+def _svit_unit_key(position: int, count: int, gen_kwargs: dict) -> str:
+    return f"svit-{position:05d}-of-{count:05d}"
+
+
+def _sa1b_unit_key(position: int, count: int, gen_kwargs: dict) -> str:
+    (tar,) = gen_kwargs["tars"]
+    return tar.location.stem
+
+
+_UNIT_NAMES = {"svit": _svit_unit_key, "sa1b": _sa1b_unit_key}
 
 
 def parts_directory(work_dir: str, config_name: str) -> str:
@@ -133,10 +144,10 @@ def build_unit(
     for stale in os.listdir(directory):
         if stale.startswith(f"{unit.key}-") and stale.endswith(".parquet"):
             os.remove(os.path.join(directory, stale))
-    builder = make_builder(unit.config_name, builder_kwargs)
-    ledger = BadRecordLedger(policy=builder.config.on_bad_record)
-    writer = ShardWriter(directory, unit.key, features_for(unit.config_name), layout, on_row_group=on_row_group)
-    for _, _, example in builder.iter_examples(ledger, **unit.gen_kwargs):
+    config = make_config(unit.config_name, builder_kwargs)
+    ledger = BadRecordLedger(policy=config.on_bad_record)
+    writer = PartWriter(directory, unit.key, features_for(unit.config_name), layout, on_row_group=on_row_group)
+    for _, _, example in iter_examples(config, ledger, **unit.gen_kwargs):
         writer.add(example)
     files = writer.close()
     result = UnitResult(unit.config_name, unit.key, files, ledger.to_dict(), rows_reported=on_row_group is not None)
@@ -202,10 +213,16 @@ def target_shard_count(num_rows: int, num_parts: int) -> int:
 
 
 def finalize_config(
-    config_name: str, results: list[UnitResult], work_dir: str, out_dir: str, layout: ParquetLayout
+    config_name: str,
+    results: list[UnitResult],
+    work_dir: str,
+    out_dir: str,
+    layout: ParquetLayout,
+    ledger: Optional[BadRecordLedger] = None,
 ) -> ConfigBuild:
     """Make the config's shards from the units' parts and link them to
-    ``out_dir/data/<config>/train-XXXXX-of-NNNNN.parquet``, dropping shards left from earlier runs.
+    ``out_dir/data/<config>/train-XXXXX-of-NNNNN.parquet``, dropping shards left from earlier runs. The units'
+    counts are added to ``ledger`` (the build's, ``builder.ledger``; None: a new one), which the result holds.
 
     Parts are kept in unit order; to reach ``target_shard_count`` the part with the most bytes (of those with two
     rows or more) is split in two, repeatedly, so shards stay under the size limit and the result depends only on
@@ -215,7 +232,7 @@ def finalize_config(
     parts = [(directory, written) for result in results for written in result.files]
     target = target_shard_count(sum(w.num_rows for _, w in parts), len(parts))
     if len(parts) < target:
-        parts = _split_parts(parts, target, os.path.join(directory, "splits"), features_for(config_name), layout)
+        parts = _halve_parts(parts, target, os.path.join(directory, HALVES_DIR), features_for(config_name), layout)
     data_dir = os.path.join(out_dir, "data", config_name)
     os.makedirs(data_dir, exist_ok=True)
     shards, wanted = [], set()
@@ -227,14 +244,15 @@ def finalize_config(
     for name in os.listdir(data_dir):
         if name not in wanted:
             os.remove(os.path.join(data_dir, name))
-    ledger = BadRecordLedger(policy="skip")
+    if ledger is None:
+        ledger = BadRecordLedger(policy="skip")
     for result in results:
         ledger.merge(BadRecordLedger.from_dict(result.ledger))
     return ConfigBuild(config_name, shards, ledger)
 
 
-def _split_parts(parts: list, target: int, split_dir: str, features, layout: ParquetLayout) -> list:
-    os.makedirs(split_dir, exist_ok=True)
+def _halve_parts(parts: list, target: int, halves_dir: str, features, layout: ParquetLayout) -> list:
+    os.makedirs(halves_dir, exist_ok=True)
     parts = list(parts)
     while len(parts) < target:
         candidates = [i for i, (_, written) in enumerate(parts) if written.num_rows >= 2]
@@ -243,13 +261,13 @@ def _split_parts(parts: list, target: int, split_dir: str, features, layout: Par
         position = max(candidates, key=lambda i: (parts[i][1].num_bytes, -i))
         folder, written = parts[position]
         stem = written.name.removesuffix(".parquet")
-        targets = [os.path.join(split_dir, f"{stem}.{suffix}.parquet") for suffix in ("a", "b")]
-        halves = _split_file(os.path.join(folder, written.name), written.num_rows // 2, targets, features, layout)
-        parts[position : position + 1] = [(split_dir, half) for half in halves]
+        targets = [os.path.join(halves_dir, f"{stem}.{suffix}.parquet") for suffix in ("a", "b")]
+        halves = _halve_file(os.path.join(folder, written.name), written.num_rows // 2, targets, features, layout)
+        parts[position : position + 1] = [(halves_dir, half) for half in halves]
     return parts
 
 
-def _split_file(path: str, half: int, targets: list, features, layout: ParquetLayout) -> list:
+def _halve_file(path: str, half: int, targets: list, features, layout: ParquetLayout) -> list:
     """Rows ``[0, half)`` of a Parquet file to ``targets[0]``, the rest to ``targets[1]``, reading one row group at
     a time (a part can be as large as a shard: reading it whole would hold it all in memory). ``pre_buffer=False``:
     pyarrow's default pre-buffers every row group the iterator will read, the whole file."""

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from datasets import DatasetInfo, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .features import (
+from ..builder import SVITInternVL
+from ..features import (
     CONFIGS,
     DEFAULT_CONFIG,
     SA1B_CAPTION_HOMEPAGE,
@@ -29,7 +30,8 @@ from .features import (
     SVIT_HOMEPAGE,
     config_info,
 )
-from .shard_units import SPLIT, ConfigBuild
+from .parquet_layout import ParquetLayout
+from .units import MIN_PARALLEL_SHARDS, SHARD_MULTIPLE, SPLIT, ConfigBuild
 
 MIN_DATASETS_VERSION = "4.0.0"
 DATASET_INFOS_FILE = "dataset_infos.json"
@@ -40,8 +42,6 @@ SA1B_LICENSE_LINK = "https://ai.meta.com/datasets/segment-anything-downloads/"
 
 def project_infos() -> dict:
     """The project's top-level ``dataset_infos.json``: every config's info as the builder declares it, no counts."""
-    from svit_internvl import SVITInternVL
-
     infos = {}
     with tempfile.TemporaryDirectory() as cache_dir:
         for name in CONFIGS:
@@ -111,12 +111,15 @@ def card_data(builds: dict[str, ConfigBuild], infos: DatasetInfosDict) -> Datase
     return data
 
 
-def write_card(folder: str, builds: dict[str, ConfigBuild], *, repo_id: str, sa1b_redistribution: str) -> DatasetCard:
-    """Write ``README.md`` and ``dataset_infos.json`` for the built configs; return the card."""
+def write_card(
+    folder: str, builds: dict[str, ConfigBuild], *, repo_id: str, sa1b_redistribution: str, layout: ParquetLayout
+) -> DatasetCard:
+    """Write ``README.md`` and ``dataset_infos.json`` for the built configs (written with ``layout``); return the
+    card."""
     infos = published_infos(builds)
     write_dataset_infos(os.path.join(folder, DATASET_INFOS_FILE), {name: _info_dict(info) for name, info in infos.items()})
     data = card_data(builds, infos)
-    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{card_body(builds, repo_id, sa1b_redistribution)}")
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{card_body(CardFacts(builds, repo_id, sa1b_redistribution, layout))}")
     card.save(os.path.join(folder, CARD_FILE))
     return card
 
@@ -129,43 +132,85 @@ def human_bytes(size: int) -> str:
     return f"{size} B"
 
 
-def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution: str) -> str:
-    has_svit = any(CONFIGS[name].family == "svit" for name in builds)
-    has_sa1b = any(CONFIGS[name].family == "sa1b" for name in builds)
-    default = DEFAULT_CONFIG if DEFAULT_CONFIG in builds else next(iter(builds))
-    rows = "\n".join(
-        f"| `{name}` | {CONFIGS[name].description} | {build.num_rows:,} | {len(build.shards)} | "
-        f"{human_bytes(build.num_bytes)} | {build.ledger.total_skipped:,} |"
-        for name, build in builds.items()
-    )
-    skipped = [
-        f"- `{name}`: " + ", ".join(f"{reason}: {count:,}" for reason, count in sorted(build.ledger.skipped.items()))
-        for name, build in builds.items()
-        if build.ledger.total_skipped
-    ]
-    parts = [
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card says, from the build itself.
+
+    Attributes:
+        builds: the built configs, in card order.
+        repo_id: the repo named in the loading snippets.
+        sa1b_redistribution: the sentence on whether this folder may carry SA-1B images.
+        layout: how the shards were written.
+    """
+
+    builds: dict
+    repo_id: str
+    sa1b_redistribution: str
+    layout: ParquetLayout
+
+    @property
+    def has_svit(self) -> bool:
+        return any(CONFIGS[name].family == "svit" for name in self.builds)
+
+    @property
+    def has_sa1b(self) -> bool:
+        return any(CONFIGS[name].family == "sa1b" for name in self.builds)
+
+    @property
+    def default(self) -> str:
+        return DEFAULT_CONFIG if DEFAULT_CONFIG in self.builds else next(iter(self.builds))
+
+
+def card_body(facts: CardFacts) -> str:
+    sections = (_title, _configs, _loading, _training, _schema, _provenance, _how_made, _citation)
+    return "\n".join(line for section in sections for line in section(facts))
+
+
+def _title(facts: CardFacts) -> list[str]:
+    return [
         "# SVIT and InternVL-SA-1B-Caption, typed and ready to stream",
         "",
         "Two visual-instruction datasets as Parquet shards with typed `Image` features, made by the svit-internvl "
         "builder: the images are stored inside the shards, byte for byte as published upstream (never re-encoded), "
         "and every upstream string is kept byte for byte.",
         "",
+    ]
+
+
+def _configs(facts: CardFacts) -> list[str]:
+    rows = [
+        f"| `{name}` | {CONFIGS[name].description} | {build.num_rows:,} | {len(build.shards)} | "
+        f"{human_bytes(build.num_bytes)} | {build.ledger.total_skipped:,} |"
+        for name, build in facts.builds.items()
+    ]
+    lines = [
         "## Configs",
         "",
         "| config | content | rows | shards | size | skipped records |",
         "|---|---|---:|---:|---:|---:|",
-        rows,
+        *rows,
         "",
-        f"The default config is `{default}`. Skipped records are upstream records that could not become a row "
+        f"The default config is `{facts.default}`. Skipped records are upstream records that could not become a row "
         "(the build counts every one with its reason; nothing is dropped silently).",
     ]
+    skipped = [
+        f"- `{name}`: " + ", ".join(f"{reason}: {count:,}" for reason, count in sorted(build.ledger.skipped.items()))
+        for name, build in facts.builds.items()
+        if build.ledger.total_skipped
+    ]
     if skipped:
-        parts += ["", *skipped]
-    incomplete = [f"- `{name}`: {', '.join(build.failed_units)}" for name, build in builds.items() if build.failed_units]
+        lines += ["", *skipped]
+    incomplete = [
+        f"- `{name}`: {', '.join(build.failed_units)}" for name, build in facts.builds.items() if build.failed_units
+    ]
     if incomplete:
-        parts += ["", "**Incomplete build.** These units of work failed and their rows are missing:", "", *incomplete]
-    parts += [
-        "",
+        lines += ["", "**Incomplete build.** These units of work failed and their rows are missing:", "", *incomplete]
+    return [*lines, ""]
+
+
+def _loading(facts: CardFacts) -> list[str]:
+    repo_id, default = facts.repo_id, facts.default
+    return [
         "## Loading",
         "",
         f"Needs `datasets` >= {MIN_DATASETS_VERSION} (features use `List`; this repository holds no loading script).",
@@ -176,22 +221,29 @@ def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution:
         f'ds = load_dataset("{repo_id}", "{default}", split="train")',
         f'stream = load_dataset("{repo_id}", "{default}", split="train", streaming=True)',
         "for row in stream.shuffle(seed=0, buffer_size=1_000).take(2):",
-        '    print(row["id"], row["conversations"][0]["content"][0]["value"][:80])' if has_svit else
+        '    print(row["id"], row["conversations"][0]["content"][0]["value"][:80])' if facts.has_svit else
         '    print(row["id"], row["caption"][:80])',
         "```",
         "",
+    ]
+
+
+def _training(facts: CardFacts) -> list[str]:
+    nodes = ", ".join(str(count) for count in _divisors(SHARD_MULTIPLE)[:-1]) + f" or {SHARD_MULTIPLE}"
+    return [
         "### Training",
         "",
-        "Every config has a shard count that splits evenly: at least 16 shards once a config has a few thousand "
-        "rows, and a multiple of 8 wherever the rows allow, so `split_dataset_by_node` hands whole shards to 1, 2, "
-        "4 or 8 nodes (otherwise every node reads everything and skips), and DataLoader workers get whole shards.",
+        f"Every config has a shard count that splits evenly: at least {MIN_PARALLEL_SHARDS} shards once a config has "
+        f"a few thousand rows, and a multiple of {SHARD_MULTIPLE} wherever the rows allow, so `split_dataset_by_node` "
+        f"hands whole shards to {nodes} nodes (otherwise every node reads everything and skips), and DataLoader "
+        "workers get whole shards.",
         "",
         "```python",
         "import torch",
         "from datasets import load_dataset",
         "from datasets.distributed import split_dataset_by_node",
         "",
-        f'stream = load_dataset("{repo_id}", "{default}", split="train", streaming=True)',
+        f'stream = load_dataset("{facts.repo_id}", "{facts.default}", split="train", streaming=True)',
         "stream = split_dataset_by_node(stream, rank=rank, world_size=world_size)",
         "stream = stream.shuffle(seed=42, buffer_size=1_000)",
         "# Workers send lists of 8 rows: one transfer per list, not per row; collate them in the loop.",
@@ -206,16 +258,24 @@ def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution:
         "resumed stream continues exactly where it stopped. With a shuffle buffer, the rows that were in the buffer "
         "when the state was taken are not restored: up to `buffer_size` rows can be lost and some repeated.",
         "",
-        "The svit-internvl project also ships helpers that work on these rows with `.map()`: chat `messages` for "
-        "`apply_chat_template` / TRL (`svitpipe.chat_format`), LLaVA records and export (`svitpipe.llava_export`), "
-        "box conversions to pixels, 0-1000 integers or LLaVA's padded square (`svitpipe.boxes`), and a fast "
-        "reduced-size JPEG decode for workers (`svitpipe.fast_decode.DecodeTransform`).",
-        "",
-        "## Schema",
+        "The svit-internvl package (`pip install` a checkout or wheel of the project) also ships helpers that work "
+        "on these rows with "
+        "`.map()`: chat `messages` for `apply_chat_template` / TRL (`svitpipe.training.chat_format`), LLaVA records "
+        "and export (`svitpipe.training.llava_export`), box conversions to pixels, 0-1000 integers or LLaVA's padded "
+        "square (`svitpipe.training.boxes`), and a fast reduced-size JPEG decode for workers "
+        "(`svitpipe.training.fast_decode.DecodeTransform`).",
         "",
     ]
-    if has_svit:
-        parts += [
+
+
+def _divisors(number: int) -> list[int]:
+    return [divisor for divisor in range(1, number + 1) if number % divisor == 0]
+
+
+def _schema(facts: CardFacts) -> list[str]:
+    lines = ["## Schema", ""]
+    if facts.has_svit:
+        lines += [
             "SVIT configs, one row per Visual Genome image:",
             "",
             "- `id` (string): the image id as text, unique in the config; `image_id` (int64): the Visual Genome id.",
@@ -234,8 +294,8 @@ def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution:
             "to y (the shorter side is centred), divide by `s` and round to 3 decimals.",
             "",
         ]
-    if has_sa1b:
-        parts += [
+    if facts.has_sa1b:
+        lines += [
             "SA-1B configs, one row per caption line of the upstream jsonl file:",
             "",
             "- `id` (string): the line number in the upstream file (1-based); `source_id`: upstream `id` if any.",
@@ -245,9 +305,13 @@ def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution:
             "(`<image>` placeholders included).",
             "",
         ]
-    parts += ["## Provenance and licences", ""]
-    if has_svit:
-        parts += [
+    return lines
+
+
+def _provenance(facts: CardFacts) -> list[str]:
+    lines = ["## Provenance and licences", ""]
+    if facts.has_svit:
+        lines += [
             f"- SVIT ({SVIT_HOMEPAGE}): conversations, complex reasoning, referring QAs and detail descriptions "
             "written by GPT-4 from Visual Genome's human annotations. Licence: CC BY 4.0; as GPT-4 output, use must "
             "also follow OpenAI's terms of use.",
@@ -256,29 +320,36 @@ def card_body(builds: dict[str, ConfigBuild], repo_id: str, sa1b_redistribution:
             "- Known upstream issue kept as is: a few detail descriptions (21 upstream) answer with an apology that "
             "the message was empty.",
         ]
-    if has_sa1b:
-        parts += [
+    if facts.has_sa1b:
+        lines += [
             f"- InternVL-SA-1B-Caption ({SA1B_CAPTION_HOMEPAGE}): captions by the InternVL team. Licence: MIT.",
             f"- SA-1B images ({SA1B_HOMEPAGE}): Meta's SA-1B Dataset Research License, research use only; it does "
-            "not allow redistributing the images. " + sa1b_redistribution,
+            "not allow redistributing the images. " + facts.sa1b_redistribution,
         ]
-    parts += [
-        "",
+    return [*lines, ""]
+
+
+def _how_made(facts: CardFacts) -> list[str]:
+    layout = facts.layout
+    images = (
+        f"image bytes compressed with {layout.text_compression}" if layout.compress_images
+        else "image bytes stored uncompressed (JPEG does not compress)"
+    )
+    dedup = (
+        "page index and content-defined chunking so the Hub's Xet storage deduplicates unchanged pages across "
+        "re-uploads and identical images across configs" if layout.content_defined_chunking
+        else "page index"
+    )
+    return [
         "## How this was made",
         "",
         "With the svit-internvl project's `upload.py`, from the upstream files, streamed record by record. Parquet "
-        "layout: row groups of at most 100 rows, image bytes stored uncompressed (JPEG does not compress) and text "
-        "compressed with zstd, page index and content-defined chunking so the Hub's Xet storage deduplicates "
-        "unchanged pages across re-uploads and identical images across configs.",
-        "",
-        "## Citation",
-        "",
-        "```bibtex",
-        "\n".join(
-            citation for citation, wanted in ((SVIT_CITATION, has_svit), (SA1B_CITATION, has_sa1b)) if wanted
-        ),
-        "```",
+        f"layout: row groups of at most {layout.rows_per_row_group} rows, {images} and text compressed with "
+        f"{layout.text_compression}, {dedup}.",
         "",
     ]
-    return "\n".join(parts)
 
+
+def _citation(facts: CardFacts) -> list[str]:
+    citations = [text for text, wanted in ((SVIT_CITATION, facts.has_svit), (SA1B_CITATION, facts.has_sa1b)) if wanted]
+    return ["## Citation", "", "```bibtex", "\n".join(citations), "```", ""]

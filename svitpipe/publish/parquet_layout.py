@@ -31,10 +31,10 @@ DEFAULT_CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 10
 
 @dataclass(frozen=True)
 class ParquetLayout:
-    """How shards are written.
+    """How parts, and so the published shards made from them, are written.
 
     Attributes:
-        max_shard_bytes: a shard is closed before it would pass this size.
+        max_shard_bytes: a part (and every shard) is closed before it would pass this size.
         rows_per_row_group: rows per row group.
         text_compression: codec for every column but image bytes.
         compress_images: compress image bytes too (off: JPEG bytes do not shrink, and it costs CPU on read).
@@ -164,8 +164,9 @@ def row_group_footer_bound(features: Features, layout: ParquetLayout, table: pa.
     return footer_bytes(features, layout, table) - fixed_footer + pages * _FOOTER_BYTES_PER_PAGE
 
 
-class ShardWriter:
-    """Writes encoded examples to ``<directory>/<prefix>-NNNNN.parquet``, starting a new file before the size limit."""
+class PartWriter:
+    """Writes one unit's encoded examples to its part files, ``<directory>/<prefix>-NNNNN.parquet``, starting a new
+    part before the size limit (so that every published shard made from a part is under it too)."""
 
     def __init__(
         self,

@@ -14,9 +14,9 @@ from datasets import Features
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard
 
-from .dataset_card import CARD_FILE, DATASET_INFOS_FILE
-from .features import features_for
-from .parquet_shards import image_bytes_columns
+from ..features import features_for
+from .card import CARD_FILE, DATASET_INFOS_FILE
+from .parquet_layout import image_bytes_columns
 
 
 class PublishCheckError(RuntimeError):

@@ -11,12 +11,13 @@ from typing import Iterator, Optional
 
 from datasets.download.download_config import DownloadConfig
 
-from .bad_records import CORRUPT_IMAGE, DUPLICATE_ID, MALFORMED_JSON, MISSING_IMAGE, BadRecordLedger, InvalidRecord
-from .image_checks import CorruptImage, ImageCheck, inspect_image
+from ..bad_records import CORRUPT_IMAGE, DUPLICATE_ID, MALFORMED_JSON, MISSING_IMAGE, BadRecordLedger, InvalidRecord
+from ..image_checks import CorruptImage, ImageCheck, inspect_image
+from ..locations import ImageLocation
 from .json_array_reader import decode_element
-from .svit_record_index import RecordRange, iter_record_range
-from .svit_records import read_image_id, svit_conversations
-from .vg_images import ImageLocation, VGImageReader
+from .record_index import RecordRange, iter_record_range
+from .records import read_image_id, svit_conversations
+from .vg_images import VGImageReader
 
 
 def generate_svit_examples(
@@ -28,7 +29,7 @@ def generate_svit_examples(
     image_check: ImageCheck = "header",
     download_config: Optional[DownloadConfig] = None,
 ) -> Iterator[tuple[int, int, dict]]:
-    """Yield ``(shard, record index, example)`` for the records of the given ranges, in file order."""
+    """Yield ``(range position, record index, example)`` for the records of the given ranges, in file order."""
     extra_keys = frozenset({"topic"}) if config_name == "conversation" else frozenset()
     with_regions = config_name == "referring"
     with VGImageReader(images, download_config) as image_reader:
@@ -66,7 +67,7 @@ def generate_svit_examples(
                     ledger.bad(source, location, CORRUPT_IMAGE, f"{image_path}: {err}")
                     continue
                 ledger.examples_written += 1
-                yield record_range.shard, record.index, {
+                yield record_range.position, record.index, {
                     "id": str(image_id),
                     "image_id": image_id,
                     "image": {"path": image_path, "bytes": image_bytes},

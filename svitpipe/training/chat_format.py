@@ -4,7 +4,7 @@ All functions are pure and never decode an image: image values (PIL images, or `
 ``Image`` feature has ``decode=False``) are passed through as given. They are meant for ``Dataset.map`` and
 ``IterableDataset.map``::
 
-    from svitpipe.chat_format import flatten_svit_dataset, to_chat_messages_fn
+    from .chat_format import flatten_svit_dataset, to_chat_messages_fn
 
     ds = load_dataset("<org>/<repo>", "conversation", split="train", streaming=True)
     ds = flatten_svit_dataset(ds, per="conversation")           # one row per conversation, images untouched
@@ -24,8 +24,8 @@ from typing import Any, Callable, Mapping
 
 from datasets import Dataset, Features, Image, IterableDataset, List, Value
 
-from .features import CONFIGS
-from .sa1b_records import IMAGE_PLACEHOLDER
+from ..features import CONFIGS
+from ..sa1b.records import IMAGE_PLACEHOLDER
 
 __all__ = [
     "FLATTEN_UNITS",
@@ -222,7 +222,7 @@ def to_chat_messages(row: Mapping, config_name: str) -> dict:
     becomes an image part at its position (:func:`image_parts`); assistant text is kept as is; the count of
     placeholders must equal the count of images. SVIT rows (no placeholders upstream): the image part goes first in
     the first user turn, the text is kept byte for byte (referring text keeps its ``<st>``/``<ed>`` boxes: rewrite
-    it with :func:`svitpipe.boxes.render_referring_text` first for another form); only ``conversations[0]`` is
+    it with :func:`svitpipe.training.boxes.render_referring_text` first for another form); only ``conversations[0]`` is
     used, so flatten multi-conversation rows first. ``images`` holds the row's image values as given (PIL images or
     ``{"bytes", "path"}`` dicts), in order.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bad_records import INVALID_RECORD, UNPARSEABLE_BOX, InvalidRecord
+from ..bad_records import INVALID_RECORD, UNPARSEABLE_BOX, InvalidRecord
 from .referring_regions import ReferenceSyntaxError, parse_regions
 
 _RECORD_KEYS = {"image_id", "conversations"}

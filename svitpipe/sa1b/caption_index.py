@@ -22,9 +22,9 @@ from datasets.download.download_config import DownloadConfig
 from datasets.utils import logging
 from datasets.utils.file_utils import xopen
 
-from .bad_records import MALFORMED_JSON, BadRecordLedger, BadRecordPolicy, InvalidRecord
-from .sa1b_records import line_image_refs
-from .source_index_cache import SUMMARY_FILE, build_once, index_folder_name
+from ..bad_records import MALFORMED_JSON, BadRecordLedger, BadRecordPolicy, InvalidRecord
+from ..source_index_cache import SUMMARY_FILE, build_once, index_folder_name
+from .records import line_image_refs
 
 logger = logging.get_logger(__name__)
 

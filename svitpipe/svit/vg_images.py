@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import re
 import zipfile
-from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 from datasets.download.download_config import DownloadConfig
 from datasets.utils.file_utils import _prepare_path_and_storage_options, xjoin, xopen
 
+from ..locations import ImageLocation
+
 VG_FOLDERS = ("VG_100K", "VG_100K_2")
 _MEMBER = re.compile(r"(?:^|/)(VG_100K(?:_2)?)/(\d+)\.jpg$")
-
-
-@dataclass(frozen=True)
-class ImageLocation:
-    """Where one VG folder's images are: a zip archive (``kind="zip"``) or an extracted folder (``kind="folder"``).
-
-    Attributes:
-        folder: ``VG_100K`` or ``VG_100K_2``.
-        kind: ``"zip"`` or ``"folder"``.
-        url: local path or fsspec URL of the zip or of the folder.
-    """
-
-    folder: str
-    kind: str
-    url: str
 
 
 class VGImageReader:

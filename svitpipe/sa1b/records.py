@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .bad_records import INVALID_RECORD, InvalidRecord
-from .sa1b_paths import SA1BImageRef, parse_sa1b_image_path
+from ..bad_records import INVALID_RECORD, InvalidRecord
+from .paths import SA1BImageRef, parse_sa1b_image_path
 
 IMAGE_PLACEHOLDER = "<image>"
 CAPTION_ROLE = "gpt"

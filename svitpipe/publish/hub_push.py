@@ -22,7 +22,7 @@ from datasets.utils import logging
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 from huggingface_hub.errors import HfHubHTTPError
 
-from .dataset_card import CARD_FILE, DATASET_INFOS_FILE
+from .card import CARD_FILE, DATASET_INFOS_FILE
 
 logger = logging.get_logger(__name__)
 

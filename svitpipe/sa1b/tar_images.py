@@ -19,8 +19,8 @@ from typing import BinaryIO, Iterator, Optional
 from datasets.download.download_config import DownloadConfig
 from datasets.utils.file_utils import ArchiveIterable, xjoin, xopen
 
-from .sa1b_paths import member_file_name
-from .sources import TarLocation
+from ..locations import TarLocation
+from .paths import member_file_name
 
 
 def iter_tar_members(location: TarLocation, download_config: Optional[DownloadConfig] = None) -> Iterator[tuple[str, BinaryIO]]:

@@ -2,9 +2,9 @@
 
 ::
 
-    python -m svitpipe.llava_export --data build/svit-internvl --config referring --out llava/ --streaming
+    python -m svitpipe.training.llava_export --data build/svit-internvl --config referring --out llava/ --streaming
 
-``<config>.json`` is a JSON array of :func:`svitpipe.chat_format.to_llava_record` records, written one record at a
+``<config>.json`` is a JSON array of :func:`svitpipe.training.chat_format.to_llava_record` records, written one record at a
 time (memory does not grow with the number of rows); ``images/`` holds each distinct image path once, with the
 original bytes (never re-encoded), so LLaVA's ``--image_folder OUT/images`` resolves every record's ``image``.
 :func:`export_llava` takes any iterable of rows (a filtered stream, the builder's rows, ...), images as
@@ -23,8 +23,8 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 import datasets
 
+from ..features import CONFIGS
 from .chat_format import flatten_svit, to_llava_record
-from .features import CONFIGS
 
 __all__ = ["export_llava", "iter_undecoded_rows", "main", "safe_image_path"]
 
@@ -148,9 +148,9 @@ def iter_undecoded_rows(dataset: Any) -> Iterator[dict]:
         yield from dataset
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None, prog: str = "python -m svitpipe.training.llava_export") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m svitpipe.llava_export",
+        prog=prog,
         description="Export one config (a folder built by upload.py, or a Hub repo) as LLaVA JSON plus image files.",
     )
     parser.add_argument("--data", required=True, help="folder built by upload.py, or a Hub dataset repo id")

@@ -19,13 +19,13 @@ from typing import Callable, Optional
 
 from datasets.utils import logging
 
-from .parquet_shards import ParquetLayout
-from .shard_units import Unit, UnitResult, build_unit
+from .parquet_layout import ParquetLayout
+from .units import Unit, UnitResult, build_unit
 
 logger = logging.get_logger(__name__)
 
 ENGINES = ("local", "ray")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # svitpipe/, wherever it is installed
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,11 @@ def _ready() -> bool:
 
 
 def _worker_context():
-    """Workers fork from a fork server that imported the builder (and ``datasets``: about a second) once, while this
-    process plans; spawning would import it in every worker, and forking this process could copy locks held by
-    Arrow's threads."""
+    """Workers fork from a fork server that imported what a unit needs (``datasets``, the builder: about a second)
+    once, while this process plans; spawning would import it in every worker, and forking this process could copy
+    locks held by Arrow's threads."""
     context = get_context("forkserver")
-    context.set_forkserver_preload(["svit_internvl"])
+    context.set_forkserver_preload([__name__])
     return context
 
 
@@ -221,10 +221,9 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None):
     if ray.is_initialized():
         yield
         return
-    if address:
-        runtime_env = {"working_dir": REPO_ROOT, "excludes": ["build/", ".venv/", ".git/", "**/__pycache__/"]}
-    else:
-        runtime_env = {"env_vars": {"PYTHONPATH": REPO_ROOT}}
+    # The package itself goes to every worker (zipped once, cached by the cluster): workers need no checkout and no
+    # install of it, only its dependencies.
+    runtime_env = {"py_modules": [PACKAGE_DIR], "excludes": ["**/__pycache__/"]}
     ray.init(address=address, num_cpus=None if address else num_cpus, runtime_env=runtime_env,
              include_dashboard=False, log_to_driver=False)
     try:

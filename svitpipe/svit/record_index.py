@@ -30,10 +30,10 @@ from datasets.download.download_config import DownloadConfig
 from datasets.utils import logging
 from datasets.utils.file_utils import xopen
 
-from .bad_records import InvalidRecord
+from ..bad_records import InvalidRecord
+from ..source_index_cache import SUMMARY_FILE, build_once, index_folder_name
 from .json_array_reader import JSONArrayStructureError, iter_json_array
-from .source_index_cache import SUMMARY_FILE, build_once, index_folder_name
-from .svit_records import read_image_id
+from .records import read_image_id
 
 logger = logging.get_logger(__name__)
 
@@ -66,19 +66,19 @@ class IndexedRecord:
 
 @dataclass(frozen=True)
 class RecordRange:
-    """Records ``[start, stop)`` of an indexed annotation file: what one SVIT shard builds.
+    """Records ``[start, stop)`` of an indexed annotation file: one SVIT builder shard (one unit of work).
 
     Attributes:
         index_dir: the index folder.
         source: the annotation file's name for messages (``<url>`` or ``<zip url>::<member>``).
-        shard: the shard's position among the subset's shards.
+        position: the range's position among the subset's ranges.
         start: first record index.
         stop: one past the last record index.
     """
 
     index_dir: str
     source: str
-    shard: int
+    position: int
     start: int
     stop: int
 

@@ -14,20 +14,20 @@ from typing import Iterator, Optional
 
 from datasets.download.download_config import DownloadConfig
 
-from .bad_records import CORRUPT_IMAGE, MISSING_IMAGE, BadRecordLedger, InvalidRecord
-from .image_checks import CorruptImage, ImageCheck, inspect_image
-from .sa1b_caption_index import iter_bucket
-from .sa1b_images import SA1BImageReader, iter_tar_members, tar_errors_named
-from .sa1b_records import CaptionLine, check_declared_sizes, parse_caption_line
-from .sources import TarLocation
+from ..bad_records import CORRUPT_IMAGE, MISSING_IMAGE, BadRecordLedger, InvalidRecord
+from ..image_checks import CorruptImage, ImageCheck, inspect_image
+from ..locations import TarLocation
+from .caption_index import iter_bucket
+from .records import CaptionLine, check_declared_sizes, parse_caption_line
+from .tar_images import SA1BImageReader, iter_tar_members, tar_errors_named
 
 
 @dataclass(frozen=True)
-class TarShard:
-    """One unit of SA-1B work: a tar and the caption lines whose (first) image it holds.
+class TarCaptions:
+    """One SA-1B builder shard (one unit of work): a tar and the caption lines whose (first) image it holds.
 
     Attributes:
-        position: the shard's index in the config's shard list (stable for a given input).
+        position: its index in the config's list of tars (stable for a given input).
         location: where the tar (or its extracted folder) is.
         bucket: the caption-index bucket file with the tar's lines.
     """
@@ -39,7 +39,7 @@ class TarShard:
 
 def generate_sa1b_examples(
     *,
-    shards: list[TarShard],
+    tars: list[TarCaptions],
     tar_locations: dict[str, TarLocation],
     multi_image: bool,
     captions_source: str,
@@ -47,25 +47,25 @@ def generate_sa1b_examples(
     image_check: ImageCheck = "header",
     download_config: Optional[DownloadConfig] = None,
 ) -> Iterator[tuple[int, int, dict]]:
-    """Yield ``(shard position, line number, example)`` for every caption line of the given tar shards."""
+    """Yield ``(tar position, line number, example)`` for every caption line of the given tars."""
     with SA1BImageReader(tar_locations, download_config) as reader:
-        for shard in shards:
-            lines = list(_read_bucket(shard, multi_image, captions_source, ledger))
+        for tar in tars:
+            lines = list(_read_bucket(tar, multi_image, captions_source, ledger))
             if multi_image:
                 examples = _multi_image_examples(lines, reader, captions_source, ledger, image_check)
-            elif shard.location.kind == "tar":
+            elif tar.location.kind == "tar":
                 examples = _single_image_examples_from_tar(
-                    shard.location, lines, captions_source, ledger, image_check, download_config
+                    tar.location, lines, captions_source, ledger, image_check, download_config
                 )
             else:
                 examples = _single_image_examples_from_reader(lines, reader, captions_source, ledger, image_check)
             for number, example in examples:
                 ledger.examples_written += 1
-                yield shard.position, number, example
+                yield tar.position, number, example
 
 
-def _read_bucket(shard, multi_image, captions_source, ledger) -> Iterator[tuple[int, CaptionLine]]:
-    for number, text in iter_bucket(shard.bucket):
+def _read_bucket(tar, multi_image, captions_source, ledger) -> Iterator[tuple[int, CaptionLine]]:
+    for number, text in iter_bucket(tar.bucket):
         ledger.records_read += 1
         try:
             yield number, parse_caption_line(json.loads(text), multi_image)
