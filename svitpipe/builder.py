@@ -114,6 +114,8 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("dataset_name", BUILDER_NAME)
         super().__init__(*args, **kwargs)
+        # datasets sets config keyword arguments on a copy of the predefined config without running __post_init__.
+        self.config.__post_init__()
         self.name = self.info.builder_name = BUILDER_NAME
         # Every count of the latest build: bad records found while planning (caption index, missing tars) and while
         # generating examples in this process. upload.py adds its units' counts to this same object.

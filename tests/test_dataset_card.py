@@ -179,3 +179,31 @@ def test_project_dataset_infos_describes_all_eight_configs(builder_features):
         assert info.citation == (SVIT_CITATION if name in SVIT_CONFIGS else SA1B_CITATION)
         assert ("CC BY 4.0" in info.license) == (name in SVIT_CONFIGS), name
         assert ("MIT" in info.license and "SA-1B" in info.license) == (name in SA1B_CONFIGS), name
+
+
+# --------------------------------------------------------------------------
+# Layout facts come from the build, not from literals
+# --------------------------------------------------------------------------
+
+
+def test_body_states_the_layout_the_shards_were_written_with(tmp_path_factory, card):
+    assert "row groups of at most 100 rows" in card.text  # the default
+    other = sample_build(tmp_path_factory, "--configs", "sa1b-en-single", "--rows-per-row-group", "2")
+    text = DatasetCard.load(other / "README.md").text
+    assert "row groups of at most 2 rows" in text and "at most 100 rows" not in text
+    metadata = [pq.ParquetFile(path).metadata for path in shard_paths(other, "sa1b-en-single")]
+    rows_per_group = [meta.row_group(i).num_rows for meta in metadata for i in range(meta.num_row_groups)]
+    assert max(rows_per_group) == 2  # the card says what the shards hold
+
+
+def test_body_names_the_helpers_where_the_package_has_them(card):
+    import importlib
+
+    named = set(re.findall(r"`(svitpipe(?:\.\w+)+)`", card.text)) | set(re.findall(r"\(`(svitpipe(?:\.\w+)+)", card.text))
+    assert named, "the card names no helper"
+    for dotted in named:
+        module, _, attribute = dotted.rpartition(".")
+        try:
+            importlib.import_module(dotted)
+        except ModuleNotFoundError:
+            assert hasattr(importlib.import_module(module), attribute), f"the card names {dotted}, which does not exist"
