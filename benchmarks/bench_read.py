@@ -405,7 +405,7 @@ def run_layouts(results: Results, family: str, folder: str, config: str, work_di
         seconds, _ = timed(write_all, 1)
         size = sum(os.path.getsize(p) for p in paths)
         rows = sum(t.num_rows for t in tables)
-        results.add(section, Measurement(f"write/{label}", seconds, rows, size, "parquet_shards.write_table"))
+        results.add(section, Measurement(f"write/{label}", seconds, rows, size, "parquet_layout.write_table"))
         seconds, _ = timed(lambda: pyarrow_batches(paths), k, warmup=True)
         results.add(section, Measurement(f"read-pyarrow/{label}", seconds, rows, size))
         seconds, _ = timed(lambda ds: count(ds), k, setup=lambda: _parquet_stream(paths), warmup=True)

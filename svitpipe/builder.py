@@ -215,7 +215,8 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
         return self.config.index_dir or os.path.join(self._cache_dir_root, "svit_internvl_index")
 
     def shard_gen_kwargs(self, dl_manager=None) -> list[dict]:
-        """The ``gen_kwargs`` of every shard, in order: the units of work ``upload.py`` builds one Parquet set from.
+        """The ``gen_kwargs`` of every builder shard, in order: the units of work ``upload.py`` builds parts from
+        (each for ``iter_examples``). Plans a build, so ``self.ledger`` starts anew with its planning counts.
 
         Sources are read in place (a streaming download manager), so nothing is copied into the cache first.
         """

@@ -1,7 +1,7 @@
 """SVIT record ranges -> examples: read one shard's records from the record index, join each with its Visual Genome
 image.
 
-The annotation file is read once, by ``svit_record_index``, which also decides which records repeat an earlier
+The annotation file is read once, by ``record_index``, which also decides which records repeat an earlier
 record's ``image_id``; a shard is a contiguous range of records and reads only those.
 """
 
