@@ -28,8 +28,20 @@ MISSING_IMAGE = "missing-image"
 CORRUPT_IMAGE = "corrupt-image"
 MISSING_TAR = "missing-tar"
 DUPLICATE_ID = "duplicate-id"
+DAMAGED_TAR = "damaged-tar"
+DAMAGED_ZIP = "damaged-zip"
 # Not a bad record: lines of SA-1B tars left out of a partial build (``sa1b_tars``), counted under either policy.
 TAR_NOT_SELECTED = "tar-not-selected"
+
+# Flags: a problem in a view the project derives from the upstream text (regions, sizes, ids). The row is kept and
+# carries the problem; the ledger counts it by kind. Never raised, whatever the policy.
+REFERENCE_UNPARSED = "unparsed"
+REFERENCE_OUT_OF_RANGE = "out-of-range"
+REFERENCE_INVERTED = "inverted"
+MERGED_DUPLICATE = "merged-duplicate"
+DECLARED_SIZE_MISMATCH = "declared-size-mismatch"
+IMAGE_ID_AS_STRING = "image-id-as-string"
+UPSTREAM_EXTRA_KEYS = "upstream-extra-keys"
 
 _EXAMPLES_KEPT_PER_REASON = 5
 
@@ -64,7 +76,8 @@ class BadRecordLedger:
         records_read: records taken from the source (a JSON array element, a jsonl line).
         examples_written: examples yielded.
         skipped: count per reason.
-        samples: the first few messages per reason, for reports.
+        samples: the first few messages per reason (and per flag kind), for reports.
+        flagged: rows kept with a problem in a derived view, count per kind (``flag``); not skips.
     """
 
     policy: BadRecordPolicy = "raise"
@@ -72,6 +85,7 @@ class BadRecordLedger:
     examples_written: int = 0
     skipped: Counter = field(default_factory=Counter)
     samples: dict = field(default_factory=dict)
+    flagged: Counter = field(default_factory=Counter)
 
     def __post_init__(self):
         if self.policy not in BAD_RECORD_POLICIES:
@@ -88,6 +102,14 @@ class BadRecordLedger:
         if len(kept) < _EXAMPLES_KEPT_PER_REASON:
             kept.append(message)
 
+    def flag(self, source: str, location: str, kind: str, detail: str, count: int = 1) -> None:
+        """Count a problem in a derived view of a record that is kept (its row carries the problem): under either
+        policy, never raised; the first few messages per kind are kept for reports."""
+        self.flagged[kind] += count
+        kept = self.samples.setdefault(kind, [])
+        if len(kept) < _EXAMPLES_KEPT_PER_REASON:
+            kept.append(f"{source}, {location}: {detail}")
+
     def read(self, count: int = 1) -> None:
         """Count ``count`` records as taken from the source."""
         self.records_read += count
@@ -102,7 +124,8 @@ class BadRecordLedger:
         """Add the records ``other`` skipped, as read and skipped here. Its other records are not counted: they are
         read (and counted) again where they become examples, as an index's good lines are."""
         self.records_read += other.total_skipped
-        self._add_skips(other)
+        self.skipped.update(other.skipped)
+        self._add_samples(other, other.skipped)
 
     @property
     def total_skipped(self) -> int:
@@ -112,13 +135,15 @@ class BadRecordLedger:
         """Add every count of ``other`` (another piece of the same build) to this ledger."""
         self.records_read += other.records_read
         self.examples_written += other.examples_written
-        self._add_skips(other)
-
-    def _add_skips(self, other: "BadRecordLedger") -> None:
         self.skipped.update(other.skipped)
-        for reason, messages in other.samples.items():
-            kept = self.samples.setdefault(reason, [])
-            kept.extend(messages[: _EXAMPLES_KEPT_PER_REASON - len(kept)])
+        self.flagged.update(other.flagged)
+        self._add_samples(other, other.samples)
+
+    def _add_samples(self, other: "BadRecordLedger", reasons) -> None:
+        for reason in reasons:
+            if other.samples.get(reason):
+                kept = self.samples.setdefault(reason, [])
+                kept.extend(other.samples[reason][: _EXAMPLES_KEPT_PER_REASON - len(kept)])
 
     def is_balanced(self) -> bool:
         """Whether every record read was either written or skipped."""
@@ -126,13 +151,17 @@ class BadRecordLedger:
 
     def summary(self) -> str:
         skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.skipped.items())) or "none"
-        return f"{self.records_read} records read, {self.examples_written} examples written, skipped: {skipped}"
+        summary = f"{self.records_read} records read, {self.examples_written} examples written, skipped: {skipped}"
+        if self.flagged:
+            summary += ", flagged: " + ", ".join(f"{kind}: {count}" for kind, count in sorted(self.flagged.items()))
+        return summary
 
     def to_dict(self) -> dict:
         return {
             "records_read": self.records_read,
             "examples_written": self.examples_written,
             "skipped": dict(sorted(self.skipped.items())),
+            "flagged": dict(sorted(self.flagged.items())),
             "samples": {reason: list(messages) for reason, messages in sorted(self.samples.items())},
         }
 
@@ -143,5 +172,6 @@ class BadRecordLedger:
             records_read=data["records_read"],
             examples_written=data["examples_written"],
             skipped=Counter(data["skipped"]),
+            flagged=Counter(data.get("flagged", {})),
             samples={reason: list(messages) for reason, messages in data.get("samples", {}).items()},
         )
