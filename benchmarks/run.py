@@ -31,7 +31,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # also in spawn
 from . import datagen
 from .common import Results  # noqa: E402
 
-SECTIONS = ("build", "read", "layout", "decode", "memory", "scaling")
+SECTIONS = ("build", "read", "layout", "decode", "memory", "scaling", "inspect")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def make_plan(quick: bool, scale: float) -> Plan:
         return Plan(
             sizes=datagen.Sizes(vg_images=scaled(120, 16), sa1b_tars=8, sa1b_images_per_tar=scaled(5),
                                 memory_mb=scaled(100, 10)),
-            repeats={"build": 1, "bytes": 2, "decode": 1, "loader": 1, "scaling": 1, "ceiling": 1,
+            repeats={"build": 1, "bytes": 2, "decode": 1, "loader": 1, "scaling": 1, "ceiling": 1, "inspect": 1,
                      "ceiling_seconds": 0.3},
             decode_rows={"svit": scaled(48), "sa1b": scaled(16)},
             loader_rows={"svit": scaled(100), "sa1b": scaled(60)},
@@ -64,7 +64,7 @@ def make_plan(quick: bool, scale: float) -> Plan:
     return Plan(
         sizes=datagen.Sizes(vg_images=scaled(1200, 16), sa1b_tars=16, sa1b_images_per_tar=scaled(40),
                             memory_mb=scaled(1000, 10)),
-        repeats={"build": 3, "bytes": 5, "decode": 5, "loader": 3, "scaling": 3, "ceiling": 5,
+        repeats={"build": 3, "bytes": 5, "decode": 5, "loader": 3, "scaling": 3, "ceiling": 5, "inspect": 2,
                  "ceiling_seconds": 1.0},
         decode_rows={"svit": scaled(304), "sa1b": scaled(80)},
         loader_rows={"svit": scaled(500), "sa1b": scaled(320)},
@@ -187,9 +187,16 @@ def section_scaling(ctx: Context) -> None:
                       large_captions=ctx.source("sa1b-large")["captions"])
 
 
+def section_inspect(ctx: Context) -> None:
+    from . import bench_inspect
+
+    bench_inspect.run(ctx.results, ctx.source("svit-large"), ctx.source("sa1b-large"), ctx.work_dir,
+                      ctx.plan.repeats["inspect"], ctx.plan.memory_sa1b_tars)
+
+
 RUNNERS = {
     "build": section_build, "read": section_read, "layout": section_layout, "decode": section_decode,
-    "memory": section_memory, "scaling": section_scaling,
+    "memory": section_memory, "scaling": section_scaling, "inspect": section_inspect,
 }
 
 

@@ -556,6 +556,45 @@ REFERRING_QA = {
 }
 
 
+# Upstream oddities the builder must keep (the upstream text is the data; what the project derives is a
+# view): each becomes a row that records it and a flag the build report counts.
+
+# One more conversation for image 2401385 whose references do not all follow the rules: a box with 3 numbers
+# (unparsed), a box below 0 and above 1 (out-of-range), an inverted box, a line break between <ed> and its box (fine).
+REFERRING_ODD_CONVERSATION = conv(
+    ("Which objects are near <st>the lamp<ed> [0.1, 0.2, 0.3] on the sill?",
+     "<st>The shadow of the cat<ed> [-0.05, 0.8, 0.4, 1.02] falls across <st>the rug<ed> "
+     "[0.7, 0.9, 0.2, 0.95], and <st>the curtain<ed>\n[0.0, 0.0, 0.2, 0.8] hangs on the left."),
+)
+REFERRING_ODD_IMAGE = 2401385
+
+
+def with_oddities(stem: str, records: list[dict]) -> list[dict]:
+    """The subset's records with the oddities real upstream files show: undeclared keys at record, conversation and
+    turn level, an image_id written as digits, a second record for one image (merged into its row), a topic where
+    the schema has none, and referring turns whose references break the rules."""
+    records = [dict(record) for record in records]
+    if stem == "conversation":
+        records[0]["source"] = "vg-scene-graph"
+        first_turn = records[1]["conversations"][0]["content"][0]
+        records[1]["conversations"][0]["content"][0] = {**first_turn, "lang": "en"}
+        records.append({"image_id": records[2]["image_id"], "conversations": [conv(
+            ("What else can be said about the scene?",
+             "It is a quiet moment; nothing in the picture suggests hurry."),
+            topic="Second record for the same image",
+        )]})
+    elif stem == "complex_reasoning":
+        records[0]["conversations"] = [{**records[0]["conversations"][0], "topic": "Reasoning topic"},
+                                       *records[0]["conversations"][1:]]
+    elif stem == "detail_description":
+        records[1]["image_id"] = str(records[1]["image_id"])
+    elif stem == "referring_qa":
+        for record in records:
+            if record["image_id"] == REFERRING_ODD_IMAGE:
+                record["conversations"] = [*record["conversations"], REFERRING_ODD_CONVERSATION]
+    return records
+
+
 # ==========================================================================
 # SA-1B images and InternVL-SA-1B-Caption lines
 # ==========================================================================
@@ -760,12 +799,13 @@ def svit_annotations() -> dict[str, list[dict]]:
     detail = {
         image_id: [conv(pair)] for image_id, pair in DETAIL_DESCRIPTION.items()
     }
-    return {
-        "conversation": svit_records(CONVERSATION),
-        "complex_reasoning": svit_records(COMPLEX_REASONING),
-        "detail_description": svit_records(detail),
-        "referring_qa": svit_records(REFERRING_QA),
+    tables = {
+        "conversation": CONVERSATION,
+        "complex_reasoning": COMPLEX_REASONING,
+        "detail_description": detail,
+        "referring_qa": REFERRING_QA,
     }
+    return {stem: with_oddities(stem, svit_records(table)) for stem, table in tables.items()}
 
 
 def svit_images() -> dict[str, dict[str, bytes]]:
@@ -797,13 +837,26 @@ def sa1b_tars() -> dict[str, list[tuple[str, bytes]]]:
     return tars
 
 
+def caption_oddities(config: str, lines: list[dict]) -> list[dict]:
+    """The file's lines with the oddities the builder keeps: declared sizes that are not the image's, an
+    undeclared key, and a multi-image line with a second question and answer (no single caption)."""
+    lines = [dict(line) for line in lines]
+    if config == "sa1b-en-single":
+        lines[0].update(width=1500, height=1000)  # the sample images are small: not the real size
+        lines[1]["quality"] = "high"
+    elif config == "sa1b-en-multi":
+        lines[0]["conversations"] = [
+            *lines[0]["conversations"],
+            {"from": "human", "value": "Which of the two would you rather visit?"},
+            {"from": "gpt", "value": "The harbour, for its colourful boats."},
+        ]
+    return lines
+
+
 def caption_files() -> dict[str, list[dict]]:
-    return {
-        SA1B_CAPTION_FILES["sa1b-en-single"]: EN_SINGLE,
-        SA1B_CAPTION_FILES["sa1b-zh-single"]: ZH_SINGLE,
-        SA1B_CAPTION_FILES["sa1b-en-multi"]: EN_MULTI,
-        SA1B_CAPTION_FILES["sa1b-zh-multi"]: ZH_MULTI,
-    }
+    tables = {"sa1b-en-single": EN_SINGLE, "sa1b-zh-single": ZH_SINGLE, "sa1b-en-multi": EN_MULTI,
+              "sa1b-zh-multi": ZH_MULTI}
+    return {SA1B_CAPTION_FILES[config]: caption_oddities(config, lines) for config, lines in tables.items()}
 
 
 def line_images(line: dict) -> list[str]:
@@ -819,7 +872,7 @@ def check_content() -> None:
         assert max(width_height) <= 240
     annotations = svit_annotations()
     for stem, records in annotations.items():
-        used = {folder_of[r["image_id"]] for r in records}
+        used = {folder_of[int(r["image_id"])] for r in records}
         assert used == set(SVIT_IMAGE_ZIPS), f"{stem} does not use both image folders"
         for record in records:
             for conversation in record["conversations"]:
@@ -945,6 +998,17 @@ def readme_text(out: Path) -> str:
         "  box, irregular spacing inside a box, bracketed text that is not a box",
         "  (`reads [OPEN]`), and turns with no references at all.",
         "",
+        "Upstream oddities the builder keeps (each row records it, the build report counts it):",
+        "",
+        "- `conversation`: a record-level key (`source`) and a turn-level key (`lang`) the",
+        "  schema does not declare (kept in `upstream_extra`), and a second record for one",
+        "  image (merged into that image's row, conversations in file order);",
+        "- `complex_reasoning`: a `topic` where the schema has none (kept in `upstream_extra`);",
+        "- `detail_description`: an `image_id` written as a string of digits;",
+        f"- `referring_qa`: one more conversation for image {REFERRING_ODD_IMAGE} with a 3-number box",
+        "  (`unparsed`), a box outside 0-1 (`out-of-range`), an inverted box (`inverted`) and a",
+        "  line break between `<ed>` and its box.",
+        "",
         "## `internvl-sa1b-caption/` (InternVL-SA-1B-Caption JSONL)",
         "",
         "| file | config | lines | distinct images |",
@@ -958,7 +1022,10 @@ def readme_text(out: Path) -> str:
         "- Chinese files are raw UTF-8 (`ensure_ascii=False`);",
         f"- multi-image lines list 2-3 paths with one `<image>` per image; {n_spanning} of them",
         "  span more than one tar, the others stay inside one tar;",
-        "- no `id`, `width` or `height` keys.",
+        "- no `id` keys; one English single-image line declares a `width`/`height` that is not",
+        "  the image's (the row keeps the real size), another has an undeclared key (`quality`);",
+        "- one English multi-image line has a second question and answer (every turn is kept;",
+        "  `caption` is null).",
         "",
         "## `sa1b/` (SA-1B image tars)",
         "",

@@ -42,8 +42,15 @@ MERGED_DUPLICATE = "merged-duplicate"
 DECLARED_SIZE_MISMATCH = "declared-size-mismatch"
 IMAGE_ID_AS_STRING = "image-id-as-string"
 UPSTREAM_EXTRA_KEYS = "upstream-extra-keys"
+EMPTY_CONVERSATION = "empty-conversation"
+NO_SINGLE_CAPTION = "no-single-caption"
 
 _EXAMPLES_KEPT_PER_REASON = 5
+
+
+def describe_error(error: BaseException) -> str:
+    """``"ReadError: unexpected end of data"``: an exception as one line of a report."""
+    return f"{type(error).__name__}: {error}"
 
 
 class BadRecordError(ValueError):
@@ -146,8 +153,9 @@ class BadRecordLedger:
                 kept.extend(other.samples[reason][: _EXAMPLES_KEPT_PER_REASON - len(kept)])
 
     def is_balanced(self) -> bool:
-        """Whether every record read was either written or skipped."""
-        return self.records_read == self.examples_written + self.total_skipped
+        """Whether every record read is in the output (a row of its own, or merged into the row of an earlier record
+        with the same id) or in a counted skip."""
+        return self.records_read == self.examples_written + self.flagged[MERGED_DUPLICATE] + self.total_skipped
 
     def summary(self) -> str:
         skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.skipped.items())) or "none"

@@ -1,6 +1,7 @@
 """The ``svit-internvl`` command: one entry point for the project's tools.
 
     svit-internvl upload --sample --local-dir build/svit-internvl     # build (and push) Hub-ready shards
+    svit-internvl inspect --sample --report findings.json            # what a build would find, nothing built
     svit-internvl export --data build/svit-internvl --config referring --out llava/   # LLaVA JSON + images
     svit-internvl SUBCOMMAND --help
 
@@ -32,6 +33,12 @@ def _upload(argv: list[str]) -> int:
     return main(argv, prog=f"{PROG} upload", command=[*invocation(), "upload"])
 
 
+def _inspect(argv: list[str]) -> int:
+    from .publish.upload import main
+
+    return main(["--inspect", *argv], prog=f"{PROG} inspect", command=[*invocation(), "inspect"])
+
+
 def _export(argv: list[str]) -> int:
     from .training.llava_export import main
 
@@ -41,6 +48,7 @@ def _export(argv: list[str]) -> int:
 # name -> (what it does, how to run it); each subcommand parses its own arguments.
 SUBCOMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "upload": ("build Hub-ready Parquet shards, a dataset card and infos; optionally push them", _upload),
+    "inspect": ("say what a build would find (records, rows, skips and flags by kind), building nothing", _inspect),
     "export": ("export a built config as a LLaVA JSON file plus an image folder", _export),
 }
 

@@ -164,7 +164,15 @@ def _turn(with_regions: bool) -> dict:
                 "end": Value("int32"),
             }
         )
+        # text[start:end] is the span; kind: unparsed, out-of-range or inverted (svit.referring_regions).
+        turn["reference_issues"] = List(
+            {"start": Value("int32"), "end": Value("int32"), "kind": Value("string"), "detail": Value("string")}
+        )
     return turn
+
+
+# Undeclared upstream keys of a row: a JSON object mapping each key's path to its value, or null.
+UPSTREAM_EXTRA = Value("string")
 
 
 def svit_features(config_name: str) -> Features:
@@ -179,6 +187,7 @@ def svit_features(config_name: str) -> Features:
             "width": Value("int32"),
             "height": Value("int32"),
             "conversations": List(conversation),
+            "upstream_extra": UPSTREAM_EXTRA,
         }
     )
 
@@ -205,6 +214,7 @@ def sa1b_features(multi_image: bool) -> Features:
             "caption": Value("string"),
             "conversations": List(_turn(with_regions=False)),
             "source_id": Value("string"),
+            "upstream_extra": UPSTREAM_EXTRA,
         }
     )
 

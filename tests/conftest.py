@@ -7,13 +7,23 @@ can ``from conftest import ...`` them (``tests`` is on ``sys.path`` via pytest.i
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
+import os
+import shutil
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
-import datasets
+# A datasets cache of this test run's own (datasets reads it on import): a cache left by another run, for a folder
+# at a recurring tmp path, would be read back instead of the files a test just wrote.
+_DATASETS_CACHE = tempfile.mkdtemp(prefix="svit-internvl-tests-datasets-cache-")
+os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
+atexit.register(shutil.rmtree, _DATASETS_CACHE, ignore_errors=True)
+
+import datasets  # noqa: E402
 import numpy as np
 import pytest
 
@@ -108,6 +118,17 @@ def sample_svit_records(config_name: str, root: Path = SVIT_SAMPLE) -> list[dict
     stem = CONFIGS[config_name].upstream_file
     with zipfile.ZipFile(root / "data" / f"{stem}.zip") as archive:
         return json.loads(archive.read(f"{stem}.json"))
+
+
+def sample_svit_rows(config_name: str, root: Path = SVIT_SAMPLE) -> list[dict]:
+    """The rows the sample's upstream file promises, one per image in order of first appearance: ``image_id`` as
+    the integer upstream wrote (digits included), conversations of every record of that image in file order."""
+    rows: dict[int, dict] = {}
+    for record in sample_svit_records(config_name, root):
+        image_id = int(record["image_id"])
+        row = rows.setdefault(image_id, {"image_id": image_id, "conversations": []})
+        row["conversations"] += record["conversations"]
+    return list(rows.values())
 
 
 def sample_vg_images(root: Path = SVIT_SAMPLE) -> dict[int, tuple[str, bytes]]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import as_float32, new_builder
-from svitpipe.svit.referring_regions import Region, parse_regions
+from svitpipe.svit.referring_regions import Region, parse_regions, scan_references
 from svitpipe.training.boxes import (
     as_written,
     format_box,
@@ -73,7 +73,7 @@ def test_to_pixels_values(box, width, height, expected):
     ((0.0, 0.0, 1.0, 1.0), (0, 0, 1000, 1000)),
     ((0.0004, 0.0006, 0.9994, 0.9996), (0, 1, 999, 1000)),
     (f32((0.12, 0.4, 0.55, 0.8)), (120, 400, 550, 800)),      # float32 noise does not leak into the integers
-    ((-0.01, 0.0, 1.2, 1.0), (0, 0, 1000, 1000)),              # clamped to 0..1000
+    ((-0.01, 0.0, 1.2, 1.0), (-10, 0, 1200, 1000)),            # not clamped (clip=True clamps)
 ])
 def test_to_thousandths_values(box, expected):
     result = to_thousandths(box)
@@ -136,13 +136,14 @@ def _random_boxes(seed: int, count: int):
         yield (x1, y1, x2, y2)
 
 
+@pytest.mark.parametrize("clip", [False, True], ids=["unclipped", "clipped"])
 @pytest.mark.parametrize("width,height", SIZES)
-def test_llava_square_round_trip_within_documented_bound(width, height):
+def test_llava_square_round_trip_within_documented_bound(width, height, clip):
     bound_x, bound_y = llava_square_error_bound(width, height)
     worst_x = worst_y = 0.0
     for box in [*BOXES, *_random_boxes(width * 7919 + height, 300)]:
-        back = from_llava_square(to_llava_square(box, width, height), width, height)
-        assert all(0.0 <= v <= 1.0 for v in back)
+        back = from_llava_square(to_llava_square(box, width, height), width, height, clip=clip)
+        assert all(0.0 <= v <= 1.0 for v in back) or not clip
         worst_x = max(worst_x, abs(back[0] - box[0]), abs(back[2] - box[2]))
         worst_y = max(worst_y, abs(back[1] - box[1]), abs(back[3] - box[3]))
     assert worst_x <= bound_x + 6e-8  # + reading the input at float32 precision
@@ -186,6 +187,56 @@ def test_stored_float32_boxes_convert_like_upstream_text(convert, box):
 def test_stored_float32_tie_example():
     # 100x50: pad y 25. y pixels round(15.5)=16 and round(47.5)=48 (ties to even) -> (16+25)/100, (48+25)/100
     assert to_llava_square(f32((0.72, 0.31, 0.8, 0.95)), 100, 50) == (0.72, 0.41, 0.8, 0.73)
+
+
+# --------------------------------------------------------------------------
+# clip
+# --------------------------------------------------------------------------
+
+# (id, conversion, a box inside the image, a box outside it, its conversion unclipped, and clipped), 200x100 images.
+CLIP = [
+    ("to-pixels", lambda box, **clip: to_pixels(box, 200, 100, **clip),
+     (0.1, 0.2, 0.5, 0.6), (-0.1, 0.5, 1.2, 1.5), (-20.0, 50.0, 240.0, 150.0), (0.0, 50.0, 200.0, 100.0)),
+    ("from-pixels", lambda box, **clip: from_pixels(box, 200, 100, **clip),
+     (20.0, 30.0, 100.0, 90.0), (-20.0, 50.0, 240.0, 150.0), (-0.1, 0.5, 1.2, 1.5), (0.0, 0.5, 1.0, 1.0)),
+    ("to-thousandths", lambda box, **clip: to_thousandths(box, **clip),
+     (0.1, 0.2, 0.5, 0.6), (-0.01, 0.5, 1.2, 1.0), (-10, 500, 1200, 1000), (0, 500, 1000, 1000)),
+    ("from-thousandths", lambda box, **clip: from_thousandths(box, **clip),
+     (100, 200, 500, 600), (-10, 500, 1200, 1000), (-0.01, 0.5, 1.2, 1.0), (0.0, 0.5, 1.0, 1.0)),
+    # s=200, pad y 50: y pixels round(-0.2*100)=-20 -> 30/200=0.15 (in the padding); clipped: 0 -> 50/200=0.25
+    ("to-llava-square", lambda box, **clip: to_llava_square(box, 200, 100, **clip),
+     (0.1, 0.2, 0.5, 0.6), (-0.1, -0.2, 1.2, 0.5), (-0.1, 0.15, 1.2, 0.5), (0.0, 0.25, 1.0, 0.5)),
+    ("from-llava-square", lambda box, **clip: from_llava_square(box, 200, 100, **clip),
+     (0.1, 0.3, 0.5, 0.6), (-0.1, 0.15, 1.2, 0.5), (-0.1, -0.2, 1.2, 0.5), (0.0, 0.0, 1.0, 0.5)),
+    # 101x50, pad y 25: the square's rounding of an edge box, (0.743 * 101 - 25) / 50 = 1.00086, comes back above 1
+    ("from-llava-square-edge-rounding", lambda box, **clip: from_llava_square(box, 101, 50, **clip),
+     (0.0, 0.3, 1.0, 0.6), (0.0, 0.248, 1.0, 0.743), (0.0, 0.00096, 1.0, 1.00086), (0.0, 0.00096, 1.0, 1.0)),
+]
+
+
+@pytest.mark.parametrize("convert,inside", [c[1:3] for c in CLIP], ids=[c[0] for c in CLIP])
+def test_clip_changes_nothing_inside_the_image(convert, inside):
+    assert convert(inside, clip=True) == convert(inside) == convert(inside, clip=False)
+
+
+@pytest.mark.parametrize("convert,outside,unclipped,clipped", [c[1:2] + c[3:] for c in CLIP],
+                         ids=[c[0] for c in CLIP])
+def test_clip_outside_the_image(convert, outside, unclipped, clipped):
+    assert convert(outside) == pytest.approx(unclipped, abs=1e-12)
+    assert convert(outside, clip=True) == pytest.approx(clipped, abs=1e-12)
+    assert [type(v) for v in convert(outside, clip=True)] == [type(v) for v in convert(outside)]
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+def test_clip_changes_no_box_inside_the_image(width, height):
+    for box in [*BOXES, *_random_boxes(width + height, 100)]:
+        assert to_pixels(box, width, height, clip=True) == to_pixels(box, width, height)
+        assert to_thousandths(box, clip=True) == to_thousandths(box)
+        assert to_llava_square(box, width, height, clip=True) == to_llava_square(box, width, height)
+        pixels = to_pixels(box, width, height)
+        assert from_pixels(pixels, width, height, clip=True) == from_pixels(pixels, width, height)
+        thousandths = to_thousandths(box)
+        assert from_thousandths(thousandths, clip=True) == from_thousandths(thousandths)
 
 
 @pytest.mark.parametrize("width,height", [(0, 10), (10, -1), (10.5, 10), (True, 10)])
@@ -291,6 +342,59 @@ def test_render_reference():
     assert render_reference("cat", [(0.1, 0.2, 0.3, 0.4)], box_form="thousandths") == "<st>cat<ed> [100, 200, 300, 400]"
 
 
+@pytest.mark.parametrize("text,options,expected", [case[1:] for case in RENDER], ids=[case[0] for case in RENDER])
+def test_render_reads_the_regions_when_none_are_given(text, options, expected):
+    assert render_referring_text(text, **options) == expected
+
+
+KITE = "A <st>kite<ed> [-0.1, 0.2, 1.2, 0.4] flies."
+
+# (id, options, rendered without clip, rendered with clip); 200x100: s=200, pad y 50.
+RENDER_CLIP = [
+    ("normalized", {}, "A <st>kite<ed> [-0.1, 0.2, 1.2, 0.4] flies.", "A <st>kite<ed> [0.0, 0.2, 1.0, 0.4] flies."),
+    ("thousandths", {"box_form": "thousandths"},
+     "A <st>kite<ed> [-100, 200, 1200, 400] flies.", "A <st>kite<ed> [0, 200, 1000, 400] flies."),
+    ("pixels", {"box_form": "pixels", "width": 200, "height": 100},
+     "A <st>kite<ed> [-20.0, 20.0, 240.0, 40.0] flies.", "A <st>kite<ed> [0.0, 20.0, 200.0, 40.0] flies."),
+    ("llava-square", {"box_form": "llava_square", "width": 200, "height": 100},
+     "A <st>kite<ed> [-0.1, 0.35, 1.2, 0.45] flies.", "A <st>kite<ed> [0.0, 0.35, 1.0, 0.45] flies."),
+]
+
+
+@pytest.mark.parametrize("options,unclipped,clipped", [c[1:] for c in RENDER_CLIP], ids=[c[0] for c in RENDER_CLIP])
+def test_render_clip(options, unclipped, clipped):
+    regions, _ = scan_references(KITE)
+    assert render_referring_text(KITE, regions, **options) == unclipped
+    assert render_referring_text(KITE, regions, clip=True, **options) == clipped
+    inside = "A <st>kite<ed> [0.1, 0.2, 0.5, 0.4] flies."
+    assert render_referring_text(inside, clip=True, **options) == render_referring_text(inside, **options)
+
+
+def test_render_keeps_out_of_range_boxes_and_their_issues():
+    rendered = render_referring_text(KITE)
+    assert scan_references(rendered) == scan_references(KITE)
+    assert [issue.kind for issue in scan_references(rendered)[1]] == ["out-of-range"]
+
+
+BAD_AND_GOOD = ("The <st>cat<ed> [0.1, 0.2, 0.3] sits by <st>the sign<ed>  [0.62,0.18,0.8,0.3], then <ed> "
+                "<st>a cup<ed>\n[0.1, 0.1, 0.2, 0.2].")
+
+
+@pytest.mark.parametrize("options,expected", [
+    ({}, "The <st>cat<ed> [0.1, 0.2, 0.3] sits by <st>the sign<ed> [0.62, 0.18, 0.8, 0.3], then <ed> "
+         "<st>a cup<ed> [0.1, 0.1, 0.2, 0.2]."),
+    ({"box_form": "thousandths", "markers": False},
+     "The <st>cat<ed> [0.1, 0.2, 0.3] sits by the sign [620, 180, 800, 300], then <ed> a cup [100, 100, 200, 200]."),
+], ids=["normalized", "thousandths-no-markers"])
+def test_render_a_turn_with_bad_references_renders_the_good_ones(options, expected):
+    with pytest.raises(ValueError):
+        parse_regions(BAD_AND_GOOD)
+    regions, issues = scan_references(BAD_AND_GOOD)
+    assert [issue.kind for issue in issues] == ["unparsed", "unparsed"]
+    assert render_referring_text(BAD_AND_GOOD, regions, **options) == expected
+    assert render_referring_text(BAD_AND_GOOD, **options) == expected
+
+
 @pytest.mark.parametrize("regions,options,error", [
     (None, {"box_form": "xyxy"}, "box_form"),
     (None, {"box_form": "pixels"}, "width and height"),
@@ -326,14 +430,15 @@ def outside(text, spans):
 @pytest.mark.parametrize("stored_as_float32", [False, True], ids=["as-generated", "as-stored-float32"])
 def test_every_sample_referring_turn_renders_back_to_its_regions(sample_referring_rows, stored_as_float32):
     turns = _referring_turns(sample_referring_rows)
-    assert sum(len(turn["regions"]) for turn in turns) == 44  # the sample's references (sample/README.md)
+    # the sample's 48 references (sample/README.md), one of them unparsed
+    assert sum(len(turn["regions"]) for turn in turns) == 47
     changed = 0
     for turn in turns:
         text = turn["value"]
         regions = as_float32(turn["regions"]) if stored_as_float32 else turn["regions"]
         rendered = render_referring_text(text, regions)
         changed += rendered != text
-        reparsed = parse_regions(rendered)
+        reparsed = scan_references(rendered)[0]
         assert [r.phrase for r in reparsed] == [r["phrase"] for r in regions]
         assert [[f32(box) for box in r.boxes] for r in reparsed] == [[f32(box) for box in r["boxes"]] for r in regions]
         # the text around the references is kept byte for byte
@@ -347,9 +452,10 @@ def test_every_sample_referring_turn_renders_in_every_form(sample_referring_rows
         for turn in _referring_turns([row]):
             plain = render_referring_text(turn["value"], turn["regions"], box_form="llava_square", markers=False,
                                           width=row["width"], height=row["height"])
-            assert "<st>" not in plain and "<ed>" not in plain
+            kept = "".join(outside(turn["value"], [(r["start"], r["end"]) for r in turn["regions"]]))
+            assert plain.count("<st>") == kept.count("<st>") and plain.count("<ed>") == kept.count("<ed>")
             marked = render_referring_text(turn["value"], turn["regions"], box_form="llava_square",
                                            width=row["width"], height=row["height"])
             expected = [[to_llava_square(box, row["width"], row["height"]) for box in r["boxes"]]
                         for r in turn["regions"]]
-            assert [[tuple(b) for b in r.boxes] for r in parse_regions(marked)] == expected
+            assert [[tuple(b) for b in r.boxes] for r in scan_references(marked)[0]] == expected

@@ -79,7 +79,7 @@ def test_export_sample_config(builders, tmp_path, config_name):
     records = check_export(tmp_path, config_name, rows, counts)
     assert len(records) >= len(rows) > 0
     if config_name == "conversation":
-        assert len(records) == 22 > len(rows) == 10  # every conversation kept (sample/README.md)
+        assert len(records) == 23 > len(rows) == 10  # every conversation kept (sample/README.md)
     if config_name == "sa1b-en-multi":
         assert counts["image_refs"] == counts["images_written"] == 12
 
@@ -112,7 +112,7 @@ def test_export_takes_datasets_with_decoding_on(builders, tmp_path, kind):
 @pytest.mark.parametrize("config_name,limit,records", [
     ("referring", 3, 3),
     ("referring", 0, 0),
-    ("referring", 1000, 8),
+    ("referring", 1000, 9),
     ("conversation", 3, 3),  # stops inside the second image's conversations
 ])
 def test_limit_counts_records(builders, tmp_path, config_name, limit, records):

@@ -164,7 +164,7 @@ def test_a_corrupt_tar_fails_its_unit_after_bounded_retries_and_says_how_to_redo
     failed = run.failure_lines()
     assert list(failed) == [f"{config}/sa_000001"], run.stderr
     error = failed[f"{config}/sa_000001"]
-    assert error.startswith("ReadError: ") and str(corrupt) in error, error
+    assert error.startswith("BadRecordError: ") and "damaged-tar" in error and str(corrupt) in error, error
     assert "1 unit(s) failed after 2 attempt(s)" in run.stderr
     assert wait_for_attempts(ray_cluster, 2) == [(config, "sa_000001", 1), (config, "sa_000001", 2)]
     assert shlex.split(run.redo_command()) == [sys.executable, os.path.abspath(upload.__file__), *argv]

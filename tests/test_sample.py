@@ -121,9 +121,10 @@ def test_svit_images_live_in_exactly_one_folder():
         records = svit_records(stem)
         used_folders = set()
         for record in records:
-            assert set(record) == {"image_id", "conversations"}
-            assert len(ids.get(record["image_id"], [])) == 1, (stem, record["image_id"])
-            used_folders.update(ids[record["image_id"]])
+            assert {"image_id", "conversations"} <= set(record)
+            image_id = int(record["image_id"])
+            assert len(ids.get(image_id, [])) == 1, (stem, image_id)
+            used_folders.update(ids[image_id])
         assert used_folders == set(IMAGE_ZIPS), f"{stem} should use both folders"
 
 
@@ -165,6 +166,7 @@ def test_referring_qa_hard_cases(script):
         turn
         for record in svit_records("referring_qa")
         for conversation in record["conversations"]
+        if conversation != script["REFERRING_ODD_CONVERSATION"]  # the odd references: see test_upstream_oddities
         for turn in conversation["content"]
     ]
     texts = [turn["value"] for turn in turns]
@@ -214,9 +216,9 @@ def test_every_captioned_image_exists_in_its_tar():
     assert sorted(tars) == ["sa_000000", "sa_000001", "sa_000002"]
     for config in SA1B_CAPTION_FILES:
         for line in caption_lines(config):
-            assert not {"id", "width", "height"} & set(line)
+            assert "id" not in line
             images = line_images(line)
-            human, gpt = line["conversations"]
+            human, gpt = line["conversations"][:2]
             assert human["from"] == "human" and gpt["from"] == "gpt"
             assert human["value"].count("<image>") == len(images)
             for path in images:
@@ -305,3 +307,21 @@ def test_writers_are_byte_deterministic(tmp_path):
         write_svit_source(tmp_path / run, {"conversation": []}, {"VG_100K": {"7.jpg": jpeg}})
         write_sa1b_images_source(tmp_path / run / "t", {"sa_000009": [("sa_9.jpg", jpeg)]})
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
+
+
+def test_upstream_oddities(script):
+    """The sample carries one of each oddity the builder keeps (sample/README.md lists them)."""
+    conversation = svit_records("conversation")
+    assert conversation[0]["source"] == "vg-scene-graph"
+    assert conversation[1]["conversations"][0]["content"][0]["lang"] == "en"
+    ids = [record["image_id"] for record in conversation]
+    assert len(ids) == len(set(ids)) + 1  # one image has a second record
+    assert "topic" in svit_records("complex_reasoning")[0]["conversations"][0]
+    assert any(isinstance(record["image_id"], str) for record in svit_records("detail_description"))
+    odd = [record for record in svit_records("referring_qa") if record["image_id"] == script["REFERRING_ODD_IMAGE"]]
+    assert odd[0]["conversations"][-1] == script["REFERRING_ODD_CONVERSATION"]
+    text = " ".join(turn["value"] for turn in script["REFERRING_ODD_CONVERSATION"]["content"])
+    assert "[0.1, 0.2, 0.3]" in text and "-0.05" in text and "[0.7, 0.9, 0.2, 0.95]" in text and "<ed>\n[" in text
+    single = caption_lines("sa1b-en-single")
+    assert (single[0]["width"], single[0]["height"]) == (1500, 1000) and single[1]["quality"] == "high"
+    assert len(caption_lines("sa1b-en-multi")[0]["conversations"]) == 4

@@ -75,16 +75,20 @@ def test_records_keep_their_bytes_offsets_and_order(tmp_path, in_zip):
 def test_first_valid_image_id_holds_it(tmp_path):
     elements = [
         b'{"image_id": 7, "conversations": [1,, 2]}',  # broken JSON: claims nothing
-        json.dumps({"image_id": "7", "conversations": []}).encode(),  # not an integer id: claims nothing
-        record(7),  # the first that holds 7
+        json.dumps({"image_id": "seven", "conversations": []}).encode(),  # not an id: claims nothing
+        json.dumps({"image_id": "7", "conversations": []}).encode(),  # digits spell 7: the first that holds it
         record(8),
         record(7, "again"),
         record(8, "again"),
         record(7, "and again"),
     ]
     index = load_or_build_record_index(write_array(tmp_path / "a.json", elements), False, str(tmp_path / "i"))
-    assert [entry.duplicate_of for entry in all_records(index)] == [-1, -1, -1, -1, 2, 3, 2]
+    got = all_records(index)
+    assert [entry.duplicate_of for entry in got] == [-1, -1, -1, -1, 2, 3, 2]
     assert index.num_duplicates == 3
+    # The first record of an id carries the later ones, in file order; a range yields it with them.
+    assert [[later.index for later in entry.merged] for entry in got] == [[], [], [4, 6], [5], [], [], []]
+    assert [later.raw for later in got[2].merged] == [elements[4], elements[6]]
 
 
 def test_index_is_reused_until_the_file_changes(tmp_path):

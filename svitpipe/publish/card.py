@@ -49,6 +49,22 @@ def project_infos() -> dict:
     return infos
 
 
+# The key in dataset_infos.json that carries a config's build report (datasets reads only DatasetInfo's own fields).
+REPORT_KEY = "svit_internvl_report"
+
+
+def build_report(build: ConfigBuild) -> dict:
+    """What the build of one config found: records read, rows, counted skips and flags by kind, failed units."""
+    ledger = build.ledger
+    return {
+        "records_read": ledger.records_read,
+        "rows": build.num_rows,
+        "skipped": dict(sorted(ledger.skipped.items())),
+        "flagged": dict(sorted(ledger.flagged.items())),
+        "failed_units": list(build.failed_units),
+    }
+
+
 def published_infos(builds: dict[str, ConfigBuild]) -> DatasetInfosDict:
     infos = DatasetInfosDict()
     for name, build in builds.items():
@@ -117,7 +133,10 @@ def write_card(
     """Write ``README.md`` and ``dataset_infos.json`` for the built configs (written with ``layout``); return the
     card."""
     infos = published_infos(builds)
-    write_dataset_infos(os.path.join(folder, DATASET_INFOS_FILE), {name: _info_dict(info) for name, info in infos.items()})
+    write_dataset_infos(
+        os.path.join(folder, DATASET_INFOS_FILE),
+        {name: {**_info_dict(info), REPORT_KEY: build_report(builds[name])} for name, info in infos.items()},
+    )
     data = card_data(builds, infos)
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{card_body(CardFacts(builds, repo_id, sa1b_redistribution, layout))}")
     card.save(os.path.join(folder, CARD_FILE))
@@ -180,26 +199,32 @@ def _title(facts: CardFacts) -> list[str]:
 def _configs(facts: CardFacts) -> list[str]:
     rows = [
         f"| `{name}` | {CONFIGS[name].description} | {build.num_rows:,} | {len(build.shards)} | "
-        f"{human_bytes(build.num_bytes)} | {build.ledger.total_skipped:,} |"
+        f"{human_bytes(build.num_bytes)} | {build.ledger.total_skipped:,} | {sum(build.ledger.flagged.values()):,} |"
         for name, build in facts.builds.items()
     ]
     lines = [
         "## Configs",
         "",
-        "| config | content | rows | shards | size | skipped records |",
-        "|---|---|---:|---:|---:|---:|",
+        "| config | content | rows | shards | size | skipped records | flagged |",
+        "|---|---|---:|---:|---:|---:|---:|",
         *rows,
         "",
         f"The default config is `{facts.default}`. Skipped records are upstream records that could not become a row "
-        "(the build counts every one with its reason; nothing is dropped silently).",
+        "(the build counts every one with its reason; nothing is dropped silently). Flagged counts are problems in "
+        "what the project derives from the upstream text (parsed references, sizes, ids, undeclared keys): the row is "
+        "kept as written and carries the problem (`reference_issues`, `upstream_extra`). The counts by kind are also "
+        f"in `dataset_infos.json` (`{REPORT_KEY}`).",
     ]
-    skipped = [
-        f"- `{name}`: " + ", ".join(f"{reason}: {count:,}" for reason, count in sorted(build.ledger.skipped.items()))
+    counted = [
+        f"- `{name}`: " + "; ".join(
+            f"{label} " + ", ".join(f"{reason}: {count:,}" for reason, count in sorted(counter.items()))
+            for label, counter in (("skipped", build.ledger.skipped), ("flagged", build.ledger.flagged)) if counter
+        )
         for name, build in facts.builds.items()
-        if build.ledger.total_skipped
+        if build.ledger.skipped or build.ledger.flagged
     ]
-    if skipped:
-        lines += ["", *skipped]
+    if counted:
+        lines += ["", *counted]
     incomplete = [
         f"- `{name}`: {', '.join(build.failed_units)}" for name, build in facts.builds.items() if build.failed_units
     ]
@@ -283,7 +308,13 @@ def _schema(facts: CardFacts) -> list[str]:
             "- `conversations`: list of `{content: list of {from, value}}`; `from` is upstream's role (`user` or "
             "`gpt`). The `conversation` config adds a per-conversation `topic` (null where upstream has none).",
             "- `referring` only: every turn also has `regions`, the references parsed from its text, in order: "
-            "`{phrase, boxes, start, end}`, where `text[start:end]` is the whole reference `<st>phrase<ed> [..]`.",
+            "`{phrase, boxes, start, end}`, where `text[start:end]` is the whole reference `<st>phrase<ed> [..]`; "
+            "boxes are as written, whatever their values. `reference_issues` lists what did not parse or is out of "
+            "the box rules: `{start, end, kind, detail}` with `kind` `unparsed`, `out-of-range` or `inverted` "
+            "(empty on a clean turn).",
+            "- `upstream_extra` (string): keys upstream wrote that the schema does not declare, as a JSON object from "
+            "each key's path (`topic`, `conversations[2].source`) to its value; null when there are none. Several "
+            "upstream records for one image are one row, their conversations in file order.",
             "",
             "### Boxes",
             "",
@@ -301,8 +332,10 @@ def _schema(facts: CardFacts) -> list[str]:
             "- `id` (string): the line number in the upstream file (1-based); `source_id`: upstream `id` if any.",
             "- single-image: `image` (`Image`), `image_path` (upstream `sa_NNNNNN/sa_K.jpg`), `width`, `height`.",
             "- multi-image: `images` (list of `Image`), `image_paths`, `widths`, `heights`, in upstream order.",
-            "- `caption` (string): the `gpt` turn; `conversations`: list of `{from, value}` as upstream "
-            "(`<image>` placeholders included).",
+            "- `caption` (string): the `gpt` turn (null when a line has not exactly one); `conversations`: list of "
+            "`{from, value}` as upstream, every turn (`<image>` placeholders included).",
+            "- `upstream_extra` (string): undeclared keys of the line as a JSON object (path -> value), and declared "
+            "`width`/`height` that differ from the real image; null when there are none.",
             "",
         ]
     return lines

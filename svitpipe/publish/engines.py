@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 from datasets.utils import logging
 
+from ..bad_records import describe_error
 from .parquet_layout import ParquetLayout
 from .units import Unit, UnitResult, build_unit
 
@@ -49,9 +50,6 @@ class EngineRun:
     def succeeded(self) -> list[UnitResult]:
         return [result for result in self.results if result is not None]
 
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def _ready() -> bool:
@@ -116,9 +114,9 @@ def _build_with_retries(unit: Unit, builder_kwargs: dict, work_dir: str, layout:
             return build_unit(unit, builder_kwargs, work_dir, layout, on_row_group), None
         except Exception as error:  # any failure of a unit is reported, not fatal to the run
             last_error = error
-            logger.warning(f"unit {unit.config_name}/{unit.key} failed (attempt {attempt}): {_describe(error)}")
+            logger.warning(f"unit {unit.config_name}/{unit.key} failed (attempt {attempt}): {describe_error(error)}")
             logger.debug(traceback.format_exc())
-    return None, UnitFailure(unit.config_name, unit.key, retries + 1, _describe(last_error))
+    return None, UnitFailure(unit.config_name, unit.key, retries + 1, describe_error(last_error))
 
 
 def run_local(
@@ -205,7 +203,7 @@ def run_ray(
                     outcomes[position] = ray.get(ref)
                 except Exception as error:  # the worker itself died: report it like a failed unit
                     unit = units[position]
-                    outcomes[position] = (None, UnitFailure(unit.config_name, unit.key, retries + 1, _describe(error)))
+                    outcomes[position] = (None, UnitFailure(unit.config_name, unit.key, retries + 1, describe_error(error)))
                 if on_result and outcomes[position][0] is not None:
                     on_result(outcomes[position][0])
         return _collect(outcomes, len(units))

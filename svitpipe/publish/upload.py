@@ -12,6 +12,7 @@ caption index) lives in ``<local-dir>/.cache/`` so an interrupted build resumes 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -50,6 +51,13 @@ def parse_args(argv=None, prog=None) -> argparse.Namespace:
         "optionally push them to a Hub dataset repo. One of --local-dir and --repo-id is required.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    inspect = parser.add_argument_group("inspect instead of building")
+    inspect.add_argument("--inspect", action="store_true",
+                         help="Read every annotation record and check every image (headers only), build and push "
+                         "nothing, and print per config what a build would find: rows, counted skips and flags by "
+                         "kind with examples, undeclared upstream keys, missing images or tars. Exit 0 when a build "
+                         "with the chosen --on-bad-record would finish, 1 otherwise.")
+    inspect.add_argument("--report", metavar="FILE", help="With --inspect: also write the findings as JSON.")
     where = parser.add_argument_group("where to")
     where.add_argument("--local-dir", help="Build the Hub-ready folder here (default with --repo-id: build/<name>).")
     where.add_argument("--repo-id", help="Also push the folder to this Hub dataset repo (ORG/NAME).")
@@ -103,6 +111,10 @@ def parse_args(argv=None, prog=None) -> argparse.Namespace:
                         "Workers must see --local-dir (a shared filesystem).")
     layout.add_argument("--retries", type=int, default=2, help="Extra attempts for a failing unit before it is reported.")
     args = parser.parse_args(argv)
+    if args.report and not args.inspect:
+        parser.error("--report goes with --inspect")
+    if args.inspect:
+        return args
     if not args.local_dir and not args.repo_id:
         parser.error("give --local-dir, --repo-id, or both")
     if args.local_dir is None:
@@ -163,15 +175,41 @@ def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: P
 
 
 def summary_table(builds: dict, seconds: dict) -> str:
-    header = ("config", "rows", "shards", "bytes", "skipped", "seconds")
+    """One line per config: rows, shards, bytes, counted skips and flags, failed units (a config with failed units is
+    marked ``INCOMPLETE``), seconds."""
+    header = ("config", "rows", "shards", "bytes", "skipped", "flagged", "failed units", "seconds")
     rows = [
-        (name, f"{b.num_rows:,}", str(len(b.shards)), human_bytes(b.num_bytes), f"{b.ledger.total_skipped:,}",
-         f"{seconds[name]:.1f}")
+        (name + (" INCOMPLETE" if b.failed_units else ""), f"{b.num_rows:,}", str(len(b.shards)),
+         human_bytes(b.num_bytes), f"{b.ledger.total_skipped:,}", f"{sum(b.ledger.flagged.values()):,}",
+         ", ".join(b.failed_units) or "-", f"{seconds[name]:.1f}")
         for name, b in builds.items()
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def inspect_sources(args: argparse.Namespace) -> int:
+    """``--inspect``: print (and with ``--report``, write) what a build of the chosen configs would find."""
+    from ..inspection import format_inspection, inspect_config, inspection_report
+
+    if args.local_dir:
+        work_dir = os.path.join(os.path.abspath(args.local_dir), ".cache", "svit-internvl-build")
+        options = builder_kwargs(args, work_dir)
+    else:  # source indexes under the datasets cache, as for the builder itself
+        options = {key: value for key, value in builder_kwargs(args, "").items() if key not in ("cache_dir", "index_dir")}
+    results = []
+    for name in args.configs:
+        results.append(inspect_config(name, options, args.on_bad_record))
+        print(format_inspection(results[-1]), flush=True)
+    report = inspection_report(results)
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+    print("\n" + ("a build would finish" if report["would_finish"] else
+                  f"a build with on_bad_record={args.on_bad_record!r} would stop or is incomplete: see above"))
+    return 0 if report["would_finish"] else 1
 
 
 def redo_command(argv, command) -> str:
@@ -187,6 +225,8 @@ def main(argv=None, *, prog=None, command=None) -> int:
     """Run the upload command with ``argv`` (None: ``sys.argv[1:]``). ``command``: the words that start this command
     again, for the line that redoes failed units (None with ``argv`` given: ``python -m svitpipe upload``)."""
     args = parse_args(argv, prog=prog)
+    if args.inspect:
+        return inspect_sources(args)
     out_dir = os.path.abspath(args.local_dir)
     work_dir = os.path.join(out_dir, ".cache", "svit-internvl-build")
     has_sa1b = any(CONFIGS[name].family == "sa1b" for name in args.configs)
@@ -219,8 +259,12 @@ def main(argv=None, *, prog=None, command=None) -> int:
                layout=layout)
     verify_published_folder(out_dir, list(builds), max_rows_per_row_group=args.rows_per_row_group)
     print(summary_table(builds, seconds))
-    print(f"\nverified: {out_dir}  (load with datasets.load_dataset({args.local_dir!r}, <config>))")
-    if failures:
+    if not failures:
+        print(f"\nverified: {out_dir}  (load with datasets.load_dataset({args.local_dir!r}, <config>))")
+    else:
+        incomplete = sorted({failure.config_name for failure in failures})
+        print(f"\nINCOMPLETE: {out_dir} lacks the rows of {len(failures)} failed unit(s) of {', '.join(incomplete)}; "
+              "the rest is checked")
         print(f"\n{len(failures)} unit(s) failed after {args.retries + 1} attempt(s); the others are built:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure.config_name}/{failure.key}: {failure.error}", file=sys.stderr)

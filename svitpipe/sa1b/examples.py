@@ -14,12 +14,21 @@ from typing import Iterator, Optional
 
 from datasets.download.download_config import DownloadConfig
 
-from ..bad_records import CORRUPT_IMAGE, MISSING_IMAGE, BadRecordLedger, InvalidRecord
+from ..bad_records import (
+    CORRUPT_IMAGE,
+    DAMAGED_TAR,
+    DECLARED_SIZE_MISMATCH,
+    MISSING_IMAGE,
+    NO_SINGLE_CAPTION,
+    UPSTREAM_EXTRA_KEYS,
+    BadRecordLedger,
+    InvalidRecord,
+)
 from ..image_checks import CorruptImage, ImageCheck, inspect_image
 from ..locations import TarLocation
 from .caption_index import iter_bucket
-from .records import CaptionLine, check_declared_sizes, parse_caption_line
-from .tar_images import SA1BImageReader, iter_tar_members, tar_errors_named
+from .records import CaptionLine, declared_sizes_differ, parse_caption_line
+from .tar_images import DamagedTar, SA1BImageReader, iter_tar_members
 
 
 @dataclass(frozen=True)
@@ -81,11 +90,13 @@ def _checked_size(data: bytes, image_check, path, number, captions_source, ledge
         return None
 
 
-def _example(number: int, line: CaptionLine, images: list[bytes], sizes: list[tuple[int, int]], multi_image: bool):
+def _example(number: int, line: CaptionLine, images: list[bytes], sizes: list[tuple[int, int]], multi_image: bool,
+             extra: dict):
     common = {
         "caption": line.caption,
         "conversations": line.conversations,
         "source_id": line.source_id,
+        "upstream_extra": json.dumps(extra, ensure_ascii=False) if extra else None,
     }
     if multi_image:
         return {
@@ -108,24 +119,30 @@ def _example(number: int, line: CaptionLine, images: list[bytes], sizes: list[tu
 
 
 def _finish(number, line, images, sizes, multi_image, captions_source, ledger):
-    try:
-        check_declared_sizes(line, sizes)
-    except InvalidRecord as err:
-        ledger.bad(captions_source, f"line {number}", err.reason, err.detail)
-        return None
-    return _example(number, line, images, sizes, multi_image)
+    """The line's example with the real image sizes; declared sizes that differ go to ``upstream_extra``."""
+    extra = dict(line.upstream_extra)
+    location = f"line {number}"
+    if declared_sizes_differ(line, sizes):
+        extra.update(line.declared_size_keys)
+        declared = ", ".join(f"{key}={value!r}" for key, value in line.declared_size_keys.items())
+        ledger.flag(captions_source, location, DECLARED_SIZE_MISMATCH, f"declared {declared}, real sizes {sizes}")
+    if line.upstream_extra:
+        ledger.flag(captions_source, location, UPSTREAM_EXTRA_KEYS, ", ".join(line.upstream_extra))
+    if line.caption is None:
+        roles = [turn["from"] for turn in line.conversations]
+        ledger.flag(captions_source, location, NO_SINGLE_CAPTION, f"{roles.count('gpt')} 'gpt' turns: caption is null")
+    return _example(number, line, images, sizes, multi_image, extra)
 
 
 def _single_image_examples_from_tar(location, lines, captions_source, ledger, image_check, download_config):
     pending = defaultdict(list)
     for number, line in lines:
         pending[line.images[0].member].append((number, line))
-    with tar_errors_named(location):
-        for member, file in iter_tar_members(location, download_config):
+    try:
+        for member, data in iter_tar_members(location, frozenset(pending), download_config):
             entries = pending.pop(member, None)
             if not entries:
                 continue
-            data = file.read()
             size = _checked_size(data, image_check, f"{location.url}::{member}", entries[0][0], captions_source, ledger)
             if size is None:
                 for number, _ in entries[1:]:
@@ -135,9 +152,13 @@ def _single_image_examples_from_tar(location, lines, captions_source, ledger, im
                 example = _finish(number, line, [data], [size], False, captions_source, ledger)
                 if example is not None:
                     yield number, example
+    except DamagedTar as damage:
+        reason, detail = DAMAGED_TAR, damage.lost
+    else:
+        reason, detail = MISSING_IMAGE, lambda member: f"{member} is not in {location.url}"
     for member, entries in sorted(pending.items(), key=lambda item: item[1][0][0]):
         for number, _ in entries:
-            ledger.bad(captions_source, f"line {number}", MISSING_IMAGE, f"{member} is not in {location.url}")
+            ledger.bad(captions_source, f"line {number}", reason, detail(member))
 
 
 def _single_image_examples_from_reader(lines, reader, captions_source, ledger, image_check):
@@ -148,7 +169,11 @@ def _multi_image_examples(lines, reader, captions_source, ledger, image_check, m
     for number, line in lines:
         images, sizes = [], []
         for ref in line.images:
-            data = reader.read(ref.tar, ref.member)
+            try:
+                data = reader.read(ref.tar, ref.member)
+            except DamagedTar as damage:
+                ledger.bad(captions_source, f"line {number}", DAMAGED_TAR, damage.lost(ref.member))
+                break
             if data is None:
                 where = reader.locations[ref.tar].url if ref.tar in reader.locations else f"{ref.tar} (no such tar)"
                 ledger.bad(captions_source, f"line {number}", MISSING_IMAGE, f"{ref.member} is not in {where}")

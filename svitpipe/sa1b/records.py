@@ -2,8 +2,14 @@
 
 Single-image line: ``{"image": "sa_000123/sa_4567.jpg", "conversations": [{"from": "human", "value": "<image>\\n..."},
 {"from": "gpt", "value": caption}]}``; a multi-image line has ``"image": [path, ...]`` and one ``<image>`` placeholder
-per image. Optional upstream keys are kept: ``id`` (as ``source_id``), and ``width``/``height`` or
-``width_list``/``height_list``, which are checked against the images' real sizes.
+per image. The text is the data: every turn is kept in order (``caption`` is the ``gpt`` turn when there is exactly
+one, else null), ``id`` is kept as ``source_id``, and every key the schema does not declare goes to
+``upstream_extra``. Declared ``width``/``height`` (``width_list``/``height_list``) are checked against the real
+images when they are read: a row keeps the real sizes, and declared ones that differ (or cannot be read as sizes) go
+to ``upstream_extra``.
+
+Only a line whose images cannot be known (no usable ``image``), whose turns are not ``{from: str, value: str}``, or
+whose ``<image>`` placeholders do not match its images is an ``InvalidRecord``.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from .paths import SA1BImageRef, parse_sa1b_image_path
 
 IMAGE_PLACEHOLDER = "<image>"
 CAPTION_ROLE = "gpt"
-_SINGLE_KEYS = {"image", "conversations", "id", "width", "height"}
-_MULTI_KEYS = {"image", "conversations", "id", "width_list", "height_list"}
+_SIZE_KEYS = {False: ("width", "height"), True: ("width_list", "height_list")}
+_DECLARED_KEYS = {"image", "conversations", "id"}
 
 
 @dataclass(frozen=True)
@@ -27,16 +33,20 @@ class CaptionLine:
     Attributes:
         images: the line's images, in upstream order.
         conversations: the turns, byte for byte.
-        caption: the value of the one ``gpt`` turn.
+        caption: the value of the one ``gpt`` turn, or None when there is not exactly one.
         source_id: upstream ``id`` as a string, or None.
-        declared_sizes: upstream ``(width, height)`` per image, or None when the line does not give them.
+        declared_sizes: upstream ``(width, height)`` per image, or None when the line gives none that read as sizes.
+        declared_size_keys: the line's size keys as written (empty when it has none).
+        upstream_extra: undeclared keys, path -> value.
     """
 
     images: tuple[SA1BImageRef, ...]
     conversations: list
-    caption: str
+    caption: Optional[str]
     source_id: Optional[str]
     declared_sizes: Optional[tuple[tuple[int, int], ...]]
+    declared_size_keys: dict
+    upstream_extra: dict
 
 
 def line_image_refs(line: Any, multi_image: bool) -> tuple[SA1BImageRef, ...]:
@@ -60,62 +70,53 @@ def line_image_refs(line: Any, multi_image: bool) -> tuple[SA1BImageRef, ...]:
 
 def parse_caption_line(line: Any, multi_image: bool) -> CaptionLine:
     images = line_image_refs(line, multi_image)
-    allowed = _MULTI_KEYS if multi_image else _SINGLE_KEYS
-    unknown = set(line) - allowed
-    if unknown:
-        raise InvalidRecord(INVALID_RECORD, f"unexpected keys {sorted(unknown)} (known: {sorted(allowed)})")
+    size_keys = _SIZE_KEYS[multi_image]
+    extra = {key: value for key, value in line.items() if key not in _DECLARED_KEYS and key not in size_keys}
     conversations = line.get("conversations")
-    if not isinstance(conversations, list) or not conversations:
-        raise InvalidRecord(INVALID_RECORD, "'conversations' must be a non-empty list")
+    if not isinstance(conversations, list):
+        raise InvalidRecord(INVALID_RECORD, f"'conversations' must be a list, got {type(conversations).__name__}")
     for index, turn in enumerate(conversations):
-        if (
-            not isinstance(turn, dict)
-            or set(turn) != {"from", "value"}
-            or not isinstance(turn["from"], str)
-            or not isinstance(turn["value"], str)
-        ):
-            raise InvalidRecord(INVALID_RECORD, f"turn {index} must be {{'from': str, 'value': str}}, got {turn!r}")
-    captions = [turn["value"] for turn in conversations if turn["from"] == CAPTION_ROLE]
-    if len(captions) != 1:
-        raise InvalidRecord(INVALID_RECORD, f"expected exactly one '{CAPTION_ROLE}' turn, found {len(captions)}")
+        if not isinstance(turn, dict) or not all(isinstance(turn.get(key), str) for key in ("from", "value")):
+            raise InvalidRecord(INVALID_RECORD, f"turn {index} must have string 'from' and 'value', got {turn!r}")
+        for key, value in turn.items():
+            if key not in ("from", "value"):
+                extra[f"conversations[{index}].{key}"] = value
     placeholders = sum(turn["value"].count(IMAGE_PLACEHOLDER) for turn in conversations if turn["from"] != CAPTION_ROLE)
     if placeholders != len(images):
         raise InvalidRecord(
             INVALID_RECORD, f"{len(images)} image(s) but {placeholders} '{IMAGE_PLACEHOLDER}' placeholder(s)"
         )
+    captions = [turn["value"] for turn in conversations if turn["from"] == CAPTION_ROLE]
     source_id = line.get("id")
-    if source_id is not None:
-        if isinstance(source_id, bool) or not isinstance(source_id, (str, int)):
-            raise InvalidRecord(INVALID_RECORD, f"'id' must be a string or an integer, got {source_id!r}")
-        source_id = str(source_id)
+    if source_id is not None and (isinstance(source_id, bool) or not isinstance(source_id, (str, int))):
+        extra["id"] = source_id  # not an id the schema can type: kept as written
+        source_id = None
+    declared = {key: line[key] for key in size_keys if key in line}
     return CaptionLine(
         images=images,
         conversations=[{"from": turn["from"], "value": turn["value"]} for turn in conversations],
-        caption=captions[0],
-        source_id=source_id,
-        declared_sizes=_declared_sizes(line, multi_image, len(images)),
+        caption=captions[0] if len(captions) == 1 else None,
+        source_id=None if source_id is None else str(source_id),
+        declared_sizes=_declared_sizes(declared, size_keys, multi_image, len(images)),
+        declared_size_keys=declared,
+        upstream_extra=extra,
     )
 
 
-def _declared_sizes(line: dict, multi_image: bool, count: int) -> Optional[tuple[tuple[int, int], ...]]:
-    width_key, height_key = ("width_list", "height_list") if multi_image else ("width", "height")
-    if width_key not in line and height_key not in line:
+def _declared_sizes(declared: dict, size_keys: tuple, multi_image: bool, count: int):
+    """``(width, height)`` per image as the line declares them, or None where it declares none that read as sizes."""
+    if not declared:
         return None
-    widths, heights = line.get(width_key), line.get(height_key)
+    widths, heights = (declared.get(key) for key in size_keys)
     if not multi_image:
         widths, heights = [widths], [heights]
     if not (isinstance(widths, list) and isinstance(heights, list) and len(widths) == len(heights) == count) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in widths + heights
     ):
-        raise InvalidRecord(
-            INVALID_RECORD, f"'{width_key}'/'{height_key}' must be positive integers, one per image"
-        )
+        return None
     return tuple(zip(widths, heights))
 
 
-def check_declared_sizes(line: CaptionLine, sizes: list[tuple[int, int]]) -> None:
-    """Fail when upstream's declared sizes disagree with the images' real sizes."""
-    if line.declared_sizes is not None and tuple(sizes) != line.declared_sizes:
-        raise InvalidRecord(
-            INVALID_RECORD, f"declared image sizes {list(line.declared_sizes)} differ from the real sizes {sizes}"
-        )
+def declared_sizes_differ(line: CaptionLine, sizes: list[tuple[int, int]]) -> bool:
+    """Whether the line declares sizes (any size key) that are not the images' real sizes."""
+    return bool(line.declared_size_keys) and line.declared_sizes != tuple(sizes)

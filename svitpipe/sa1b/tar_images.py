@@ -7,35 +7,158 @@ Two ways in:
 * ``SA1BImageReader``: random access by ``(tar, member)``. A tar is indexed once per reader by walking its headers
   (for a local tar this seeks over the image data, a fraction of a second for 11K images). Multi-image lines, whose
   images may sit in other tars, and extracted folders use this.
+
+A damaged tar (cut short, or a corrupt header) is readable up to the damage: both ways give the members before it
+and raise ``DamagedTar`` for what lies past it, naming the tar, the last member read whole and what is wrong.
+``tarfile`` itself ends an archive silently at a cut-off or corrupt header past the first one, so the headers are
+read by ``_EndNotingTarInfo``, and only an end-of-archive block counts as the end of a tar.
 """
 
 from __future__ import annotations
 
-import contextlib
 import tarfile
+import zlib
 from collections import OrderedDict
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Collection, Iterator, NamedTuple, Optional
 
 from datasets.download.download_config import DownloadConfig
-from datasets.utils.file_utils import ArchiveIterable, xjoin, xopen
+from datasets.utils.file_utils import xjoin, xopen
 
+from ..bad_records import describe_error
 from ..locations import TarLocation
 from .paths import member_file_name
 
-
-def iter_tar_members(location: TarLocation, download_config: Optional[DownloadConfig] = None) -> Iterator[tuple[str, BinaryIO]]:
-    """``(file name, file object)`` for every regular file of a tar, in tar order (read each before the next)."""
-    for name, file in ArchiveIterable.from_urlpath(location.url, download_config=download_config):
-        yield member_file_name(name), file
+_TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
+_DRAIN_CHUNK = 1 << 20
 
 
-@contextlib.contextmanager
-def tar_errors_named(location: TarLocation):
-    """Make an unreadable tar's error name the tar: a unit that fails must say which file to fix."""
+class DamagedTar(Exception):
+    """A tar that cannot be read past some point.
+
+    Attributes:
+        url: the tar.
+        last_good: the file name of the last regular member before the damage, read whole (None: none is).
+        problem: what is wrong, and where.
+    """
+
+    def __init__(self, url: str, last_good: Optional[str], problem: str):
+        where = f"after member {last_good}" if last_good else "before its first member"
+        super().__init__(f"{url} is damaged {where}: {problem}")
+        self.url = url
+        self.last_good = last_good
+        self.problem = problem
+
+    def lost(self, member: str) -> str:
+        """What to report for a line whose image ``member`` cannot be read because of this damage."""
+        return f"{member} cannot be read: {self}"
+
+
+class _EndNotingTarInfo(tarfile.TarInfo):
+    """A ``TarInfo`` that leaves on its ``TarFile`` (as ``header_error``) the error that stopped reading headers."""
+
+    @classmethod
+    def fromtarfile(cls, archive):
+        try:
+            return super().fromtarfile(archive)
+        except tarfile.HeaderError as err:
+            archive.header_error = err
+            raise
+
+
+def _end_problem(archive: tarfile.TarFile) -> Optional[str]:
+    """None if the headers ended at an end-of-archive block; else why they ended, at which byte."""
+    error = getattr(archive, "header_error", None)
+    if error is None or isinstance(error, tarfile.EOFHeaderError):
+        return None
+    if isinstance(error, tarfile.EmptyHeaderError):
+        return f"it ends at byte {archive.offset} without an end-of-archive block (cut short)"
+    if isinstance(error, tarfile.TruncatedHeaderError):
+        return f"truncated header at byte {archive.offset} (cut short)"
+    return f"corrupt header at byte {archive.offset} ({error})"
+
+
+
+def _drain(file: BinaryIO) -> None:
+    while file.read(_DRAIN_CHUNK):
+        pass
+
+
+def iter_tar_members(
+    location: TarLocation, wanted: Collection[str], download_config: Optional[DownloadConfig] = None
+) -> Iterator[tuple[str, bytes]]:
+    """``(file name, bytes)`` of every regular member of a tar whose file name is in ``wanted``, in tar order.
+
+    Every member before the one yielded was read whole. Where the tar is cut short or a header is corrupt,
+    ``DamagedTar`` is raised, after the members before the damage; a tar that cannot be opened raises it at once.
+    """
+    last_good = None
     try:
-        yield
-    except tarfile.TarError as err:
-        raise tarfile.ReadError(f"{location.url}: {err}") from err
+        with xopen(location.url, "rb", download_config=download_config, block_size=0) as f:
+            archive = tarfile.open(fileobj=f, mode="r|*", tarinfo=_EndNotingTarInfo)
+            for info in archive:
+                if info.isreg():
+                    name = member_file_name(info.name)
+                    with archive.extractfile(info) as file:
+                        if name in wanted:
+                            yield name, file.read()
+                        _drain(file)
+                    last_good = name
+                archive.members = []  # a stream needs no index, and keeping one grows with the tar
+            problem = _end_problem(archive)
+    except _TAR_ERRORS as err:
+        raise DamagedTar(location.url, last_good, describe_error(err)) from err
+    if problem is not None:
+        raise DamagedTar(location.url, last_good, problem)
+
+
+class _TarIndex(NamedTuple):
+    """An open tar's regular members whose data is whole, by file name (in tar order), and its damage (None when it
+    is intact; kept unraised, as each line it costs raises a copy)."""
+
+    file: Optional[BinaryIO]
+    archive: Optional[tarfile.TarFile]
+    members: dict[str, tarfile.TarInfo]
+    damage: Optional[DamagedTar]
+
+    def close(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
+        if self.file is not None:
+            self.file.close()
+
+
+def _index_tar(url: str, download_config: Optional[DownloadConfig]) -> _TarIndex:
+    """Walk a tar's headers; a tar that cannot be opened is an index with no members and its damage."""
+    file = None
+    try:
+        file = xopen(url, "rb", download_config=download_config)
+        archive = tarfile.open(fileobj=file, mode="r:", tarinfo=_EndNotingTarInfo)
+    except _TAR_ERRORS as err:
+        if file is not None:
+            file.close()
+        return _TarIndex(None, None, {}, DamagedTar(url, None, describe_error(err)))
+    try:
+        archive.getmembers()
+        problem = _end_problem(archive)
+    except _TAR_ERRORS as err:
+        problem = describe_error(err)
+    infos = [info for info in archive.members if info.isreg()]
+    if problem is not None and infos and not _data_is_whole(file, infos[-1]):
+        infos.pop()
+    members = {member_file_name(info.name): info for info in infos}
+    last_good = member_file_name(infos[-1].name) if infos else None
+    return _TarIndex(file, archive, members, None if problem is None else DamagedTar(url, last_good, problem))
+
+
+def _data_is_whole(file: BinaryIO, info: tarfile.TarInfo) -> bool:
+    """Whether the file holds a member's last data byte (headers past a cut can name data that is gone)."""
+    if info.size == 0:
+        return True
+    try:
+        file.seek(info.offset_data + info.size - 1)
+        return len(file.read(1)) == 1
+    except _TAR_ERRORS:
+        return False
 
 
 class SA1BImageReader:
@@ -50,7 +173,7 @@ class SA1BImageReader:
         self.locations = locations
         self.download_config = download_config
         self.max_open = max_open
-        self._open: OrderedDict[str, tuple[BinaryIO, tarfile.TarFile, dict]] = OrderedDict()
+        self._open: OrderedDict[str, _TarIndex] = OrderedDict()
 
     def __enter__(self) -> "SA1BImageReader":
         return self
@@ -60,12 +183,14 @@ class SA1BImageReader:
 
     def close(self) -> None:
         while self._open:
-            _, (file, archive, _) = self._open.popitem()
-            archive.close()
-            file.close()
+            self._open.popitem()[1].close()
 
     def read(self, tar_stem: str, member: str) -> Optional[bytes]:
-        """The member's bytes, or None when the tar (or folder) is unknown or does not hold it."""
+        """The member's bytes, or None when the tar (or folder) is unknown or, intact, does not hold it.
+
+        Raises ``DamagedTar`` when the member lies in (or past) a damaged part of its tar, or the tar cannot be
+        opened: in a damaged tar, a member not found before the damage may lie past it.
+        """
         location = self.locations.get(tar_stem)
         if location is None:
             return None
@@ -75,24 +200,26 @@ class SA1BImageReader:
                     return f.read()
             except FileNotFoundError:
                 return None
-        with tar_errors_named(location):
-            _, archive, members = self._tar(location)
-            info = members.get(member)
-            if info is None:
-                return None
-            with archive.extractfile(info) as f:
+        index = self._tar(location)
+        info = index.members.get(member)
+        if info is None:
+            if index.damage is not None:
+                raise DamagedTar(index.damage.url, index.damage.last_good, index.damage.problem)
+            return None
+        try:
+            with index.archive.extractfile(info) as f:
                 return f.read()
+        except _TAR_ERRORS as err:
+            names = list(index.members)
+            position = names.index(member)
+            before = names[position - 1] if position else None
+            raise DamagedTar(location.url, before, f"reading member {member}: {describe_error(err)}") from err
 
-    def _tar(self, location: TarLocation):
+    def _tar(self, location: TarLocation) -> _TarIndex:
         if location.stem in self._open:
             self._open.move_to_end(location.stem)
             return self._open[location.stem]
-        file = xopen(location.url, "rb", download_config=self.download_config)
-        archive = tarfile.open(fileobj=file, mode="r:")
-        members = {member_file_name(info.name): info for info in archive.getmembers() if info.isreg()}
-        self._open[location.stem] = (file, archive, members)
+        self._open[location.stem] = _index_tar(location.url, self.download_config)
         if len(self._open) > self.max_open:
-            _, (old_file, old_archive, _) = self._open.popitem(last=False)
-            old_archive.close()
-            old_file.close()
+            self._open.popitem(last=False)[1].close()
         return self._open[location.stem]

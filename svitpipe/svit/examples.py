@@ -1,23 +1,40 @@
-"""SVIT record ranges -> examples: read one shard's records from the record index, join each with its Visual Genome
-image.
+"""SVIT record ranges -> examples: read one builder shard's records from the record index, join each with its Visual
+Genome image.
 
-The annotation file is read once, by ``record_index``, which also decides which records repeat an earlier
-record's ``image_id``; a shard is a contiguous range of records and reads only those.
+The annotation file is read once, by ``record_index``, which also decides which records repeat an earlier record's
+``image_id``: those are merged into the first one's row (conversations in file order, counted as
+``merged-duplicate``), so one row per image holds everything upstream wrote about it. A range is a contiguous run of
+records and reads only those (and the later records merged into them).
+
+Problems in derived views are flagged on the row and counted in the ledger (``flag``): an ``image_id`` written as
+digits, undeclared keys (``upstream_extra``), references that do not parse or boxes out of range (``referring``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Iterator, Optional
 
 from datasets.download.download_config import DownloadConfig
 
-from ..bad_records import CORRUPT_IMAGE, DUPLICATE_ID, MALFORMED_JSON, MISSING_IMAGE, BadRecordLedger, InvalidRecord
+from ..bad_records import (
+    CORRUPT_IMAGE,
+    DAMAGED_ZIP,
+    EMPTY_CONVERSATION,
+    IMAGE_ID_AS_STRING,
+    MALFORMED_JSON,
+    MERGED_DUPLICATE,
+    MISSING_IMAGE,
+    UPSTREAM_EXTRA_KEYS,
+    BadRecordLedger,
+    InvalidRecord,
+)
 from ..image_checks import CorruptImage, ImageCheck, inspect_image
 from ..locations import ImageLocation
 from .json_array_reader import decode_element
-from .record_index import RecordRange, iter_record_range
-from .records import read_image_id, svit_conversations
-from .vg_images import VGImageReader
+from .record_index import IndexedRecord, RecordRange, iter_record_range
+from .records import parse_svit_record
+from .vg_images import DamagedZip, VGImageReader
 
 
 def generate_svit_examples(
@@ -30,48 +47,104 @@ def generate_svit_examples(
     download_config: Optional[DownloadConfig] = None,
 ) -> Iterator[tuple[int, int, dict]]:
     """Yield ``(range position, record index, example)`` for the records of the given ranges, in file order."""
-    extra_keys = frozenset({"topic"}) if config_name == "conversation" else frozenset()
+    conversation_keys = ("topic",) if config_name == "conversation" else ()
     with_regions = config_name == "referring"
     with VGImageReader(images, download_config) as image_reader:
         for record_range in record_ranges:
             source = record_range.source
             for record in iter_record_range(record_range):
-                ledger.records_read += 1
-                location = f"record {record.index} (byte {record.offset})"
-                value, error = decode_element(record.raw)
-                if error is not None:
-                    ledger.bad(source, location, MALFORMED_JSON, error)
-                    continue
-                try:
-                    image_id = read_image_id(value)
-                    location = f"record {record.index} (image_id {image_id})"
-                    conversations = svit_conversations(
-                        value, conversation_extra_keys=extra_keys, with_regions=with_regions
-                    )
-                except InvalidRecord as err:
-                    ledger.bad(source, location, err.reason, err.detail)
-                    continue
                 if record.duplicate_of >= 0:
-                    ledger.bad(
-                        source, location, DUPLICATE_ID, f"image_id {image_id} already at record {record.duplicate_of}"
-                    )
+                    continue  # merged into the row of record.duplicate_of, read and counted there
+                pieces = [record, *record.merged]
+                ledger.read(len(pieces))
+                parsed = [
+                    (piece, view)
+                    for piece in pieces
+                    if (view := _parse(piece, source, ledger, conversation_keys, with_regions)) is not None
+                ]
+                if not parsed:
                     continue
-                found = image_reader.read(image_id)
+                first_piece, first = parsed[0]
+                image_id = first.image_id
+                location = f"record {first_piece.index} (image_id {image_id})"
+                try:
+                    found = image_reader.read(image_id)
+                except DamagedZip as err:
+                    ledger.bad(source, location, DAMAGED_ZIP, str(err), count=len(parsed))
+                    continue
                 if found is None:
-                    ledger.bad(source, location, MISSING_IMAGE, f"{image_id}.jpg is in neither {image_reader.where()}")
+                    ledger.bad(source, location, MISSING_IMAGE, f"{image_id}.jpg is in neither {image_reader.where()}",
+                               count=len(parsed))
                     continue
                 image_path, image_bytes = found
                 try:
                     width, height = inspect_image(image_bytes, image_check)
                 except CorruptImage as err:
-                    ledger.bad(source, location, CORRUPT_IMAGE, f"{image_path}: {err}")
+                    ledger.bad(source, location, CORRUPT_IMAGE, f"{image_path}: {err}", count=len(parsed))
                     continue
-                ledger.examples_written += 1
-                yield record_range.position, record.index, {
+                example = {
                     "id": str(image_id),
                     "image_id": image_id,
                     "image": {"path": image_path, "bytes": image_bytes},
                     "width": width,
                     "height": height,
-                    "conversations": conversations,
+                    "conversations": [conversation for _, view in parsed for conversation in view.conversations],
+                    "upstream_extra": _merged_extra(parsed),
                 }
+                _flag_views(parsed, source, location, ledger)
+                ledger.examples_written += 1
+                yield record_range.position, first_piece.index, example
+
+
+def _parse(piece: IndexedRecord, source: str, ledger: BadRecordLedger, conversation_keys, with_regions):
+    """The record's typed view, or None when it cannot become (part of) a row (reported to ``ledger``)."""
+    value, error = decode_element(piece.raw)
+    if error is not None:
+        ledger.bad(source, f"record {piece.index} (byte {piece.offset})", MALFORMED_JSON, error)
+        return None
+    try:
+        return parse_svit_record(value, conversation_keys=conversation_keys, with_regions=with_regions)
+    except InvalidRecord as err:
+        ledger.bad(source, f"record {piece.index} (byte {piece.offset})", err.reason, err.detail)
+        return None
+
+
+def _merged_extra(parsed: list) -> Optional[str]:
+    """``upstream_extra`` of a row: the first record's undeclared keys by path; a merged record's under
+    ``merged[<record index>].<path>``, its conversations' paths counted from where they stand in the row. Null
+    when there are none."""
+    extra = {}
+    offset = 0
+    for position, (piece, view) in enumerate(parsed):
+        for path, value in view.upstream_extra.items():
+            if path.startswith("conversations["):
+                index, _, rest = path[len("conversations["):].partition("]")
+                path = f"conversations[{int(index) + offset}]{rest}"
+            elif position:
+                path = f"merged[{piece.index}].{path}"
+            extra[path] = value
+        offset += len(view.conversations)
+    return json.dumps(extra, ensure_ascii=False) if extra else None
+
+
+def _flag_views(parsed: list, source: str, location: str, ledger: BadRecordLedger) -> None:
+    """Count what the row carries about its derived views."""
+    if len(parsed) > 1:
+        merged = ", ".join(str(piece.index) for piece, _ in parsed[1:])
+        ledger.flag(source, location, MERGED_DUPLICATE, f"records {merged} merged into this row", count=len(parsed) - 1)
+    for piece, view in parsed:
+        if view.image_id_was_string:
+            ledger.flag(source, f"record {piece.index}", IMAGE_ID_AS_STRING, f"'image_id' {str(view.image_id)!r}")
+        if view.upstream_extra:
+            ledger.flag(source, f"record {piece.index}", UPSTREAM_EXTRA_KEYS, ", ".join(view.upstream_extra))
+        empty = [f"conversations[{c}]" for c, conversation in enumerate(view.conversations) if not conversation["content"]]
+        if not view.conversations or empty:
+            ledger.flag(source, f"record {piece.index}", EMPTY_CONVERSATION,
+                        f"empty {', '.join(empty) or 'conversations'}")
+    conversations = [conversation for _, view in parsed for conversation in view.conversations]
+    for c, conversation in enumerate(conversations):
+        for t, turn in enumerate(conversation["content"]):
+            for issue in turn.get("reference_issues", ()):
+                excerpt = turn["value"][issue["start"]:issue["end"]][:60]
+                ledger.flag(source, f"{location} conversations[{c}].content[{t}]", issue["kind"],
+                            f"{issue['detail']}: {excerpt!r}")

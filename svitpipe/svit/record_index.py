@@ -8,8 +8,10 @@ A shard is then a contiguous range of records (``record_ranges``): its examples 
 sequential read, and no shard reads another shard's records again.
 
 Duplicates are decided here, once, over the whole file: the first record with a valid ``image_id`` keeps it (a
-record whose JSON is broken, or whose ``image_id`` is not valid, claims nothing), so the result does not depend on
-how the subset is sharded. Elements are kept even when their JSON is broken; the shard that reads one reports it.
+record whose JSON is broken, or whose ``image_id`` is not valid, claims nothing), and every later record with the
+same ``image_id`` is merged into the first one's row (``merges.json``: first record -> later records, in file order),
+so the result does not depend on how the subset is sharded. A range yields a merged record with its first record,
+and skips it where it stands. Elements are kept even when their JSON is broken; the shard that reads one reports it.
 A broken array structure (which hides where later elements are) stops the pass, naming the file and byte offset.
 
 The index is cached on local disk under a key made of the file's URL, size and modification stamp, like the SA-1B
@@ -37,9 +39,10 @@ from .records import read_image_id
 
 logger = logging.get_logger(__name__)
 
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
 RECORDS_FILE = "records.bin"
 ENTRIES_FILE = "entries.bin"
+MERGES_FILE = "merges.json"
 # Per record in records.bin: byte offset in the source, index of the earlier record holding the same image_id (-1:
 # none), length of the element's bytes; then the bytes.
 _ENTRY_HEADER = struct.Struct("<qqI")
@@ -56,12 +59,14 @@ class IndexedRecord:
         offset: byte offset of the element in the (decompressed) source file.
         duplicate_of: index of the earlier record with the same ``image_id``, or -1.
         raw: the element's bytes, as in the file.
+        merged: the later records with the same ``image_id``, in file order (their content joins this row).
     """
 
     index: int
     offset: int
     duplicate_of: int
     raw: bytes
+    merged: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -126,23 +131,44 @@ def load_or_build_record_index(
 
 
 def iter_record_range(record_range: RecordRange) -> Iterator[IndexedRecord]:
-    """The records of one range, in file order."""
+    """The records of one range, in file order; a record that others merge into carries them (``merged``)."""
     if record_range.stop <= record_range.start:
         return
-    with open(os.path.join(record_range.index_dir, ENTRIES_FILE), "rb") as entries:
-        entries.seek(record_range.start * _ENTRY_START.size)
-        (position,) = _ENTRY_START.unpack(entries.read(_ENTRY_START.size))
-    with open(os.path.join(record_range.index_dir, RECORDS_FILE), "rb", buffering=_IO_BUFFER) as records:
-        records.seek(position)
+    directory = record_range.index_dir
+    with open(os.path.join(directory, MERGES_FILE), encoding="utf-8") as f:
+        merges = {int(first): later for first, later in json.load(f).items()}
+    with open(os.path.join(directory, RECORDS_FILE), "rb", buffering=_IO_BUFFER) as records, open(
+        os.path.join(directory, ENTRIES_FILE), "rb"
+    ) as entries:
+        records.seek(_entry_start(entries, record_range.start))
         for index in range(record_range.start, record_range.stop):
-            header = records.read(_ENTRY_HEADER.size)
-            if len(header) != _ENTRY_HEADER.size:
-                raise ValueError(f"{record_range.index_dir}: index ends before record {index}; delete it to rebuild")
-            offset, duplicate_of, length = _ENTRY_HEADER.unpack(header)
-            raw = records.read(length)
-            if len(raw) != length:
-                raise ValueError(f"{record_range.index_dir}: index ends inside record {index}; delete it to rebuild")
-            yield IndexedRecord(index, offset, duplicate_of, raw)
+            record = _read_entry(records, directory, index)
+            if index in merges:
+                resume = records.tell()
+                merged = []
+                for later in merges[index]:
+                    records.seek(_entry_start(entries, later))
+                    merged.append(_read_entry(records, directory, later))
+                records.seek(resume)
+                record = IndexedRecord(record.index, record.offset, record.duplicate_of, record.raw, tuple(merged))
+            yield record
+
+
+def _entry_start(entries, index: int) -> int:
+    entries.seek(index * _ENTRY_START.size)
+    (position,) = _ENTRY_START.unpack(entries.read(_ENTRY_START.size))
+    return position
+
+
+def _read_entry(records, directory: str, index: int) -> IndexedRecord:
+    header = records.read(_ENTRY_HEADER.size)
+    if len(header) != _ENTRY_HEADER.size:
+        raise ValueError(f"{directory}: index ends before record {index}; delete it to rebuild")
+    offset, duplicate_of, length = _ENTRY_HEADER.unpack(header)
+    raw = records.read(length)
+    if len(raw) != length:
+        raise ValueError(f"{directory}: index ends inside record {index}; delete it to rebuild")
+    return IndexedRecord(index, offset, duplicate_of, raw)
 
 
 @contextlib.contextmanager
@@ -167,6 +193,7 @@ def open_annotation(url: str, in_zip: bool, download_config: Optional[DownloadCo
 
 def _build(annotation_url: str, in_zip: bool, directory: str, download_config: Optional[DownloadConfig]) -> None:
     first_record_of: dict[int, int] = {}
+    merges: dict[int, list[int]] = {}
     num_records = num_duplicates = 0
     with open_annotation(annotation_url, in_zip, download_config) as (source, stream), open(
         os.path.join(directory, RECORDS_FILE), "wb", buffering=_IO_BUFFER
@@ -177,9 +204,11 @@ def _build(annotation_url: str, in_zip: bool, directory: str, download_config: O
                 duplicate_of = -1
                 if element.ok:
                     with contextlib.suppress(InvalidRecord):
-                        first = first_record_of.setdefault(read_image_id(element.value), element.index)
+                        image_id, _ = read_image_id(element.value)
+                        first = first_record_of.setdefault(image_id, element.index)
                         if first != element.index:
                             duplicate_of = first
+                            merges.setdefault(first, []).append(element.index)
                             num_duplicates += 1
                 entries.write(_ENTRY_START.pack(position))
                 records.write(_ENTRY_HEADER.pack(element.offset, duplicate_of, len(element.raw)))
@@ -196,6 +225,8 @@ def _build(annotation_url: str, in_zip: bool, directory: str, download_config: O
         "num_records": num_records,
         "num_duplicates": num_duplicates,
     }
+    with open(os.path.join(directory, MERGES_FILE), "w", encoding="utf-8") as f:
+        json.dump({str(first): later for first, later in merges.items()}, f)
     with open(os.path.join(directory, SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
-    logger.info(f"Indexed {source}: {num_records} records, {num_duplicates} with a repeated image_id")
+    logger.info(f"Indexed {source}: {num_records} records, {num_duplicates} merged into an earlier record's row")

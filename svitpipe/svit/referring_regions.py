@@ -1,4 +1,4 @@
-"""Strict parser for the region references in SVIT "referring QA" text.
+"""Region references in SVIT "referring QA" text: a strict parser and a lenient scanner.
 
 SVIT writes a referenced object as a phrase between ``<st>`` and ``<ed>``
 followed by one or more bounding boxes::
@@ -9,6 +9,12 @@ followed by one or more bounding boxes::
 Every coordinate is normalised to 0-1 of the image's width (x) or height (y);
 a box is ``[x1, y1, x2, y2]`` with (x1, y1) the top-left and (x2, y2) the
 bottom-right corner.
+
+:func:`parse_regions` is strict: it raises on anything odd.
+:func:`scan_references` reads the same references but never raises; it
+returns the regions it can read and a list of issues (see "Scanner" below).
+The upstream text is the data and the regions are a view derived from it, so
+a problem in them is recorded, not fatal.
 
 Grammar
 -------
@@ -58,25 +64,78 @@ values, i.e. degenerate boxes, are allowed).
 Every violation raises :class:`ReferenceSyntaxError`; nothing is skipped or
 repaired.  A ``<st>`` without a later ``<ed>``, a second ``<st>`` before the
 ``<ed>`` and an ``<ed>`` without an open ``<st>`` are errors too.
+
+Scanner
+-------
+:func:`scan_references` reads the grammar above with two relaxations::
+
+    reference    := "<st>" phrase "<ed>" ws* box ( continuation )*
+    number       := [+-]? ( [0-9]+ ( "." [0-9]* )?  |  "." [0-9]+ )
+
+that is, any whitespace (line breaks too) may separate ``<ed>`` from its first
+box (continuations keep the blank-only rule), and numbers may be signed (an
+exponent is still not a number).  It returns ``(regions, issues)``.
+``regions`` are the references that parse, in order, with their boxes as
+written, whatever their values.  ``issues`` are :class:`ReferenceIssue` items
+sorted by ``start``; ``text[start:end]`` is the offending span and ``kind``
+one of (names from :mod:`svitpipe.bad_records`):
+
+``unparsed`` (``REFERENCE_UNPARSED``)
+    Text that looks like a reference but is not one; it gives no region.
+
+    * an ``<ed>`` without an open ``<st>``: span = that ``<ed>``;
+    * a ``<st>`` without a later ``<ed>``, or followed by another ``<st>``
+      before its ``<ed>``: span = that ``<st>`` (so the inner
+      ``<st>phrase<ed> [box]`` of ``<st>a <st>b<ed> [box]`` is still read);
+    * a whitespace-only phrase, or ``<st>phrase<ed>`` not followed by a box:
+      span = ``<st>`` through ``<ed>``;
+    * a first or continuation box that does not parse (not 4 numbers, a
+      letter, an exponent, a missing ``]``): span = from ``<st>`` to the end
+      of the bad box, which is its ``]`` if one closes it before any ``[``,
+      ``<st>`` or ``<ed>``, else the end of the token (a run without
+      whitespace, brackets, ``,`` or ``<``) where reading stopped.  The
+      reference's other boxes are not kept either.
+
+    Scanning goes on after the span, so later references are still read.
+``out-of-range`` (``REFERENCE_OUT_OF_RANGE``)
+    A box of a region with a coordinate below 0 or above 1; span = the box.
+``inverted`` (``REFERENCE_INVERTED``)
+    A box of a region with ``x1 > x2`` or ``y1 > y2``; span = the box.  A box
+    can have both value issues (two entries).
+
+Whenever :func:`parse_regions` accepts a text, the scanner returns the same
+regions and no issues.  The converse fails only for the relaxations: a text
+with a ``+`` sign (or ``-0``) or a line break before a box scans cleanly but
+is rejected by :func:`parse_regions`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterator
 
-__all__ = ["Region", "ReferenceSyntaxError", "parse_regions"]
+from ..bad_records import REFERENCE_INVERTED, REFERENCE_OUT_OF_RANGE, REFERENCE_UNPARSED
+
+__all__ = ["Region", "ReferenceIssue", "ReferenceSyntaxError", "parse_regions", "scan_references"]
 
 Box = tuple[float, float, float, float]
+Span = tuple[int, int]
 
 _ST = "<st>"
 _ED = "<ed>"
 _BLANKS = " \t"
+_COORDINATES = ("x1", "y1", "x2", "y2")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_SIGNED_NUMBER = re.compile(r"[+-]?(?:{})".format(_NUMBER.pattern))
 _STARTS_LIKE_NUMBER = re.compile(r"[+-]?(?:[0-9]|\.[0-9])|[+-]\.")
+_BOX_PATTERN = r"\[\s*({0})\s*,\s*({0})\s*,\s*({0})\s*,\s*({0})\s*\]"
 # A whole well-formed box in one match: the grammar's box, with \s being exactly str.isspace(). Anything else goes
 # through the step-by-step parser, which says what is wrong.
-_WHOLE_BOX = re.compile(r"\[\s*({0})\s*,\s*({0})\s*,\s*({0})\s*,\s*({0})\s*\]".format(_NUMBER.pattern))
+_WHOLE_BOX = re.compile(_BOX_PATTERN.format(_NUMBER.pattern))
+_WHOLE_SIGNED_BOX = re.compile(_BOX_PATTERN.format(_SIGNED_NUMBER.pattern))
+_CLOSED_BRACKET = re.compile(r"\[(?:(?!<st>|<ed>)[^\[\]])*\]")
+_REST_OF_TOKEN = re.compile(r"[^\s\[\],<]*")
 _EXCERPT_RADIUS = 20
 
 
@@ -90,13 +149,42 @@ class Region:
     end: int
 
 
-class ReferenceSyntaxError(ValueError):
-    """A malformed reference; ``position`` is the character offset of the problem."""
+@dataclass(frozen=True)
+class ReferenceIssue:
+    """A problem :func:`scan_references` found: ``text[start:end]`` is the offending span.
 
-    def __init__(self, text: str, position: int, expected: str) -> None:
+    ``kind`` is ``REFERENCE_UNPARSED``, ``REFERENCE_OUT_OF_RANGE`` or ``REFERENCE_INVERTED`` (``svitpipe.bad_records``);
+    ``detail`` says what is wrong in a short sentence.
+    """
+
+    start: int
+    end: int
+    kind: str
+    detail: str
+
+
+class ReferenceSyntaxError(ValueError):
+    """A malformed reference; ``position`` is the character offset of the problem and ``problem`` what is wrong.
+
+    ``span`` is the ``(start, end)`` of the malformed text, set on every error of :func:`parse_regions`: a stray
+    ``<ed>``, an unclosed ``<st>``, a box with bad values, or a reference from its ``<st>`` to the end of its bad
+    part; the span :func:`scan_references` reports for the same problem.
+    """
+
+    def __init__(self, text: str, position: int, expected: str, span: Span | None = None) -> None:
         self.position = position
+        self.problem = expected
+        self.span = span
         self.excerpt = _excerpt(text, position)
         super().__init__(f"{expected} (at offset {position}, near {self.excerpt!r})")
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """A reference read from the text, with the ``(start, end)`` of each of its boxes' ``[...]``."""
+
+    region: Region
+    box_spans: tuple[Span, ...]
 
 
 def _excerpt(text: str, position: int) -> str:
@@ -115,12 +203,12 @@ def _describe(text: str, i: int) -> str:
     return "end of text" if i >= len(text) else repr(text[i])
 
 
-def _parse_number(text: str, i: int, index: int) -> tuple[float, int]:
-    match = _NUMBER.match(text, i)
+def _parse_number(text: str, i: int, index: int, signed: bool) -> tuple[float, int]:
+    match = (_SIGNED_NUMBER if signed else _NUMBER).match(text, i)
     if match is None:
         if i >= len(text):
             raise ReferenceSyntaxError(text, i, "missing ']': text ends inside a box")
-        if text[i] in "+-":
+        if not signed and text[i] in "+-":
             raise ReferenceSyntaxError(
                 text, i, f"box number {index + 1} is signed; expected a non-negative "
                 "number such as 0, 1, 0.25 or .5")
@@ -138,16 +226,16 @@ def _parse_number(text: str, i: int, index: int) -> tuple[float, int]:
     return float(match.group()), end
 
 
-def _parse_box(text: str, i: int) -> tuple[Box, int]:
-    """Parse the box whose ``[`` is at ``text[i]``; return it and the offset after ``]``."""
-    box_start = i
-    whole = _WHOLE_BOX.match(text, i)
+def _parse_box(text: str, i: int, signed: bool) -> tuple[Box, int]:
+    """Parse the box whose ``[`` is at ``text[i]``; return its values as written and the offset after ``]``."""
+    whole = (_WHOLE_SIGNED_BOX if signed else _WHOLE_BOX).match(text, i)
     if whole is not None:
-        return _checked_box(text, box_start, [float(value) for value in whole.groups()], whole.end())
+        x1, y1, x2, y2 = (float(value) for value in whole.groups())
+        return (x1, y1, x2, y2), whole.end()
     i += 1
     values: list[float] = []
     for index in range(4):
-        value, i = _parse_number(text, _skip(text, i, blanks_only=False), index)
+        value, i = _parse_number(text, _skip(text, i, blanks_only=False), index, signed)
         values.append(value)
         i = _skip(text, i, blanks_only=False)
         if index < 3:
@@ -170,26 +258,60 @@ def _parse_box(text: str, i: int) -> tuple[Box, int]:
     if text[i] != "]":
         raise ReferenceSyntaxError(
             text, i, f"expected ']' after the 4th box number, found {_describe(text, i)}")
-    return _checked_box(text, box_start, values, i + 1)
-
-
-def _checked_box(text: str, box_start: int, values: list[float], end: int) -> tuple[Box, int]:
     x1, y1, x2, y2 = values
-    if 0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0:
-        return (x1, y1, x2, y2), end
+    return (x1, y1, x2, y2), i + 1
+
+
+def _bad_box_end(text: str, box_start: int, stopped: int) -> int:
+    """End of a box that does not parse: after its ``]`` if one closes it before any ``[``, ``<st>`` or ``<ed>``,
+    else the end of the token where reading it stopped (``1e-3`` of ``[1e-3, ...``)."""
+    closed = _CLOSED_BRACKET.match(text, box_start)
+    if closed is not None:
+        return closed.end()
+    return _REST_OF_TOKEN.match(text, max(stopped, box_start + 1)).end()
+
+
+def _outside_unit(box: Box) -> list[tuple[str, float]]:
+    """``(name, value)`` of each coordinate of ``box`` below 0 or above 1."""
+    return [(name, value) for name, value in zip(_COORDINATES, box) if not 0.0 <= value <= 1.0]
+
+
+def _inversions(box: Box) -> list[tuple[str, float, str, float]]:
+    """``("x1", x1, "x2", x2)`` if ``x1 > x2`` and ``("y1", y1, "y2", y2)`` if ``y1 > y2``."""
+    x1, y1, x2, y2 = box
+    pairs = (("x1", x1, "x2", x2), ("y1", y1, "y2", y2))
+    return [pair for pair in pairs if pair[1] > pair[3]]
+
+
+def _check_values(text: str, box_start: int, box: Box, end: int) -> None:
+    """The strict parser's value rule: raise for the first coordinate outside 0-1, else the first inverted pair."""
     written = text[box_start:end]
-    for name, value in zip(("x1", "y1", "x2", "y2"), values):
-        if not 0.0 <= value <= 1.0:
-            raise ReferenceSyntaxError(
-                text, box_start, f"box {written} has {name}={value}; coordinates must be "
-                "between 0 and 1")
-    if x1 > x2:
+    outside = _outside_unit(box)
+    if outside:
+        name, value = outside[0]
         raise ReferenceSyntaxError(
-            text, box_start, f"box {written} has x1={x1} > x2={x2}; expected x1 <= x2")
-    if y1 > y2:
+            text, box_start, f"box {written} has {name}={value}; coordinates must be "
+            "between 0 and 1", span=(box_start, end))
+    inverted = _inversions(box)
+    if inverted:
+        low, low_value, high, high_value = inverted[0]
         raise ReferenceSyntaxError(
-            text, box_start, f"box {written} has y1={y1} > y2={y2}; expected y1 <= y2")
-    return (x1, y1, x2, y2), end
+            text, box_start, f"box {written} has {low}={low_value} > {high}={high_value}; "
+            f"expected {low} <= {high}", span=(box_start, end))
+
+
+def _value_issues(box: Box, span: Span) -> list[ReferenceIssue]:
+    """The scanner's value rule: one issue for all coordinates outside 0-1, one for all inverted pairs."""
+    issues = []
+    outside = _outside_unit(box)
+    if outside:
+        detail = "; ".join(f"{name} {value} {'below 0' if value < 0 else 'above 1'}" for name, value in outside)
+        issues.append(ReferenceIssue(*span, REFERENCE_OUT_OF_RANGE, detail))
+    inverted = _inversions(box)
+    if inverted:
+        detail = "; ".join(f"{low} {low_value} > {high} {high_value}" for low, low_value, high, high_value in inverted)
+        issues.append(ReferenceIssue(*span, REFERENCE_INVERTED, detail))
+    return issues
 
 
 def _continuation(text: str, i: int) -> int | None:
@@ -204,32 +326,80 @@ def _continuation(text: str, i: int) -> int | None:
     return j if _STARTS_LIKE_NUMBER.match(text, k) else None
 
 
-def _parse_reference(text: str, start: int) -> Region:
+def _reference_box(text: str, start: int, i: int, lenient: bool) -> tuple[Box, int]:
+    """The box at ``text[i]`` of the reference whose ``<st>`` is at ``start``, and the offset after it.
+
+    A box that does not parse is an error spanning from ``start`` to the end of the bad box. Values are checked
+    here only by the strict parser (the scanner reports them as issues).
+    """
+    try:
+        box, end = _parse_box(text, i, signed=lenient)
+    except ReferenceSyntaxError as err:
+        err.span = (start, _bad_box_end(text, i, err.position))
+        raise
+    if not lenient:
+        _check_values(text, i, box, end)
+    return box, end
+
+
+def _parse_reference(text: str, start: int, lenient: bool) -> _Reference:
+    """The reference whose ``<st>`` is at ``text[start]``, read strictly or (``lenient``) as the scanner reads it.
+
+    Raises :class:`ReferenceSyntaxError` with its ``span`` set.
+    """
     phrase_start = start + len(_ST)
+    marker = (start, phrase_start)
     ed = text.find(_ED, phrase_start)
     if ed < 0:
-        raise ReferenceSyntaxError(text, start, "'<st>' has no matching '<ed>'")
+        raise ReferenceSyntaxError(text, start, "'<st>' has no matching '<ed>'", span=marker)
     nested = text.find(_ST, phrase_start, ed)
     if nested >= 0:
         raise ReferenceSyntaxError(
             text, nested, f"nested '<st>': the '<st>' at offset {start} is not closed "
-            "by '<ed>' yet")
+            "by '<ed>' yet", span=marker)
+    marked = (start, ed + len(_ED))
     phrase = text[phrase_start:ed]
     if not phrase.strip():
-        raise ReferenceSyntaxError(text, start, "empty phrase between '<st>' and '<ed>'")
-    i = _skip(text, ed + len(_ED), blanks_only=True)
+        raise ReferenceSyntaxError(text, start, "empty phrase between '<st>' and '<ed>'", span=marked)
+    i = _skip(text, ed + len(_ED), blanks_only=not lenient)
     if i >= len(text) or text[i] != "[":
         hint = ("; only spaces/tabs may separate '<ed>' from its box"
                 if i < len(text) and text[i].isspace() else "")
         raise ReferenceSyntaxError(
             text, i, f"'<st>phrase<ed>' must be followed by a box '[x1, y1, x2, y2]', "
-            f"found {_describe(text, i)}{hint}")
+            f"found {_describe(text, i)}{hint}", span=marked)
     boxes = []
+    box_spans = []
     while i is not None:
-        box, end = _parse_box(text, i)
+        box, end = _reference_box(text, start, i, lenient)
         boxes.append(box)
+        box_spans.append((i, end))
         i = _continuation(text, end)
-    return Region(phrase=phrase, boxes=tuple(boxes), start=start, end=end)
+    return _Reference(Region(phrase=phrase, boxes=tuple(boxes), start=start, end=end), tuple(box_spans))
+
+
+def _references(text: str, lenient: bool) -> Iterator[_Reference | ReferenceSyntaxError]:
+    """Each reference of ``text`` in order, or in its place the error of a malformed one or of a stray ``<ed>``.
+
+    After an error, reading goes on at the end of its span.
+    """
+    pos = 0
+    while True:
+        st = text.find(_ST, pos)
+        before_st = len(text) if st < 0 else st
+        stray = text.find(_ED, pos, before_st)
+        while stray >= 0:
+            yield ReferenceSyntaxError(
+                text, stray, "'<ed>' without an open '<st>'", span=(stray, stray + len(_ED)))
+            stray = text.find(_ED, stray + len(_ED), before_st)
+        if st < 0:
+            return
+        try:
+            found: _Reference | ReferenceSyntaxError = _parse_reference(text, st, lenient)
+        except ReferenceSyntaxError as err:
+            found = err
+        yield found
+        pos = found.span[1] if isinstance(found, ReferenceSyntaxError) else found.region.end
 
 
 def parse_regions(text: str) -> list[Region]:
@@ -237,15 +407,27 @@ def parse_regions(text: str) -> list[Region]:
 
     Raises :class:`ReferenceSyntaxError` on the first malformed reference.
     """
-    regions: list[Region] = []
-    pos = 0
-    while True:
-        st = text.find(_ST, pos)
-        stray = text.find(_ED, pos, len(text) if st < 0 else st)
-        if stray >= 0:
-            raise ReferenceSyntaxError(text, stray, "'<ed>' without an open '<st>'")
-        if st < 0:
-            return regions
-        region = _parse_reference(text, st)
-        regions.append(region)
-        pos = region.end
+    regions = []
+    for found in _references(text, lenient=False):
+        if isinstance(found, ReferenceSyntaxError):
+            raise found
+        regions.append(found.region)
+    return regions
+
+
+def scan_references(text: str) -> tuple[list[Region], list[ReferenceIssue]]:
+    """Return the references of ``text`` that parse and the issues found, sorted by start; never raises.
+
+    The scanner's grammar and the issue kinds are in the module docstring. For a text :func:`parse_regions`
+    accepts, the regions are the same and there are no issues.
+    """
+    regions = []
+    issues = []
+    for found in _references(text, lenient=True):
+        if isinstance(found, ReferenceSyntaxError):
+            issues.append(ReferenceIssue(*found.span, REFERENCE_UNPARSED, found.problem))
+            continue
+        regions.append(found.region)
+        for box, span in zip(found.region.boxes, found.box_spans):
+            issues.extend(_value_issues(box, span))
+    return regions, sorted(issues, key=lambda issue: issue.start)

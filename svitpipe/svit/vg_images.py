@@ -3,21 +3,56 @@
 An image lives in exactly one of ``VG_100K`` and ``VG_100K_2``, so a lookup tries both. A zip is opened once per
 reader (its central directory, about 5 MB for 64K images, tells where every member is) and members are read by
 random access, so a remote zip is never downloaded whole: each image costs one ranged read.
+
+A damaged zip costs only the images it holds: a member that cannot be read raises ``DamagedZip`` for that image, and
+a zip that cannot be opened (its central directory cut off or corrupt) raises it for every image not found in the
+other, since that image may be in the damaged one.
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from typing import NamedTuple, Optional
 
 from datasets.download.download_config import DownloadConfig
+from datasets.utils import logging
 from datasets.utils.file_utils import _prepare_path_and_storage_options, xjoin, xopen
 
+from ..bad_records import describe_error
 from ..locations import ImageLocation
+
+logger = logging.get_logger(__name__)
 
 VG_FOLDERS = ("VG_100K", "VG_100K_2")
 _MEMBER = re.compile(r"(?:^|/)(VG_100K(?:_2)?)/(\d+)\.jpg$")
+# What reading a damaged zip raises: a bad structure, data cut short, garbage in a header or in deflated data.
+_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, zlib.error)
+
+
+class DamagedZip(Exception):
+    """An image that cannot be read from a damaged zip.
+
+    Attributes:
+        url: the zip.
+        member: the image's member path (where it is, or would be, in the zip).
+        problem: what is wrong.
+    """
+
+    def __init__(self, url: str, member: str, problem: str):
+        super().__init__(f"{member} cannot be read from {url}: {problem}")
+        self.url = url
+        self.member = member
+        self.problem = problem
+
+
+class _OpenZip(NamedTuple):
+    """A zip opened for reading with its members by image id, or, when it cannot be opened, why (``problem``)."""
+
+    archive: Optional[zipfile.ZipFile]
+    members: dict
+    problem: Optional[str]
 
 
 class VGImageReader:
@@ -26,7 +61,7 @@ class VGImageReader:
     def __init__(self, locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None):
         self.locations = locations
         self.download_config = download_config
-        self._zips: dict[str, tuple[zipfile.ZipFile, dict[int, _ZipMember]]] = {}
+        self._zips: dict[str, _OpenZip] = {}
         self._open_files = []
 
     def __enter__(self) -> "VGImageReader":
@@ -36,27 +71,39 @@ class VGImageReader:
         self.close()
 
     def close(self) -> None:
-        for archive, _ in self._zips.values():
-            archive.close()
+        for opened in self._zips.values():
+            if opened.archive is not None:
+                opened.archive.close()
         for file in self._open_files:
             file.close()
         self._zips.clear()
         self._open_files.clear()
 
     def read(self, image_id: int) -> Optional[tuple[str, bytes]]:
-        """``(relative path, bytes)`` of the image, e.g. ``("VG_100K/2354786.jpg", b"...")``; None if absent."""
+        """``(relative path, bytes)`` of the image, e.g. ``("VG_100K/2354786.jpg", b"...")``; None if absent.
+
+        Raises ``DamagedZip`` when the image's member cannot be read, or when the image is in none of the places
+        that can be read and a zip cannot be opened (the image may be in it).
+        """
+        unopened = None
         for location in self.locations:
+            path = f"{location.folder}/{image_id}.jpg"
             if location.kind == "zip":
-                archive, members = self._zip(location)
-                member = members.get(image_id)
+                opened = self._zip(location)
+                if opened.problem is not None:
+                    unopened = unopened or DamagedZip(location.url, path, f"the zip cannot be opened: {opened.problem}")
+                    continue
+                member = opened.members.get(image_id)
                 if member is not None:
-                    return f"{location.folder}/{image_id}.jpg", archive.read(_zip_info(member))
+                    return path, _read_member(opened.archive, member, location.url)
             else:
                 try:
                     with xopen(xjoin(location.url, f"{image_id}.jpg"), "rb", download_config=self.download_config) as f:
-                        return f"{location.folder}/{image_id}.jpg", f.read()
+                        return path, f.read()
                 except FileNotFoundError:
                     continue
+        if unopened is not None:
+            raise unopened
         return None
 
     def where(self) -> str:
@@ -65,24 +112,33 @@ class VGImageReader:
             for location in self.locations
         )
 
-    def _zip(self, location: ImageLocation):
+    def _zip(self, location: ImageLocation) -> _OpenZip:
         if location.url not in self._zips:
-            file = xopen(location.url, "rb", download_config=self.download_config)
-            self._open_files.append(file)
-            archive = zipfile.ZipFile(file)
-            members = {}
-            for info in archive.infolist():
-                match = _MEMBER.search(info.filename)
-                if match and match.group(1) == location.folder:
-                    members[int(match.group(2))] = _ZipMember(
-                        info.orig_filename, info.header_offset, info.compress_size, info.file_size,
-                        info.compress_type, info.flag_bits, info.CRC,
-                    )
-            # Visual Genome's zips hold ~108K members: a ZipInfo each, listed twice by the archive, is ~70 MB per
-            # reader; the members table above keeps what reading needs in about half of that.
-            archive.filelist, archive.NameToInfo = [], {}
-            self._zips[location.url] = (archive, members)
+            self._zips[location.url] = self._open_zip(location)
         return self._zips[location.url]
+
+    def _open_zip(self, location: ImageLocation) -> _OpenZip:
+        try:
+            file = xopen(location.url, "rb", download_config=self.download_config)
+        except _ZIP_ERRORS as err:
+            return _OpenZip(None, {}, describe_error(err))
+        self._open_files.append(file)
+        try:
+            archive = zipfile.ZipFile(file)
+        except _ZIP_ERRORS as err:
+            return _OpenZip(None, {}, describe_error(err))
+        members = {}
+        for info in archive.infolist():
+            match = _MEMBER.search(info.filename)
+            if match and match.group(1) == location.folder:
+                members[int(match.group(2))] = _ZipMember(
+                    info.orig_filename, info.header_offset, info.compress_size, info.file_size,
+                    info.compress_type, info.flag_bits, info.CRC,
+                )
+        # Visual Genome's zips hold ~108K members: a ZipInfo each, listed twice by the archive, is ~70 MB per
+        # reader; the members table above keeps what reading needs in about half of that.
+        archive.filelist, archive.NameToInfo = [], {}
+        return _OpenZip(archive, members, None)
 
 
 class _ZipMember(NamedTuple):
@@ -108,13 +164,29 @@ def _zip_info(member: _ZipMember) -> zipfile.ZipInfo:
     return info
 
 
+def _read_member(archive: zipfile.ZipFile, member: _ZipMember, url: str) -> bytes:
+    """A member's bytes, checked against its CRC; ``DamagedZip`` if its local header or data is damaged."""
+    try:
+        return archive.read(_zip_info(member))
+    except _ZIP_ERRORS as err:
+        raise DamagedZip(url, member.name, describe_error(err)) from err
+
+
+
 def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None) -> int:
-    """Bytes of all VG images at ``locations`` (zip central directories or folder listings; nothing is read)."""
+    """Bytes of all VG images at ``locations`` (zip central directories or folder listings; nothing is read).
+
+    A zip that cannot be opened counts as empty: its images are reported where records need them.
+    """
     total = 0
     for location in locations:
         if location.kind == "zip":
-            with xopen(location.url, "rb", download_config=download_config) as file, zipfile.ZipFile(file) as archive:
-                total += sum(info.file_size for info in archive.infolist() if _MEMBER.search(info.filename))
+            try:
+                with xopen(location.url, "rb", download_config=download_config) as file:
+                    with zipfile.ZipFile(file) as archive:
+                        total += sum(info.file_size for info in archive.infolist() if _MEMBER.search(info.filename))
+            except _ZIP_ERRORS as err:
+                logger.warning(f"{location.url} cannot be opened ({describe_error(err)}): its images count as 0 bytes")
         else:
             import fsspec
 

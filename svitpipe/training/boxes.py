@@ -6,11 +6,18 @@ Forms:
 
 * **normalized** (what SVIT stores): floats in 0-1 of the image's own width (x) and height (y).
 * **pixels**: ``(x * width, y * height)`` as floats (no rounding).
-* **thousandths**: integers 0-1000, ``round(v * 1000)`` clamped; the grounding form of InternVL and Qwen-VL.
+* **thousandths**: integers 0-1000, ``round(v * 1000)``; the grounding form of InternVL and Qwen-VL.
 * **llava_square**: LLaVA-v1.5's form, relative to the image padded (centred) to a square of side
   ``max(width, height)``, rounded to 3 decimals, as LLaVA-v1.5's SVIT data writes it.
 
 All functions are pure; ``round`` is Python's (ties to even), as upstream's converter used it.
+
+Clipping: every conversion takes ``clip`` (default ``False``). Without it no value is changed silently: a box outside
+the image (coordinates below 0 or above 1, as some upstream references have) converts by the same arithmetic to a box
+outside the target's range. With ``clip=True`` the result is clamped to the image: normalized coordinates to 0..1
+(before converting, for conversions from normalized), pixels to 0..width and 0..height, thousandths to 0..1000, the
+padded square to the image's band inside it (within 0..1); nothing else changes, so a box inside the image converts
+identically with and without ``clip``.
 
 Normalized inputs are read at float32 precision (:func:`as_written`): the ``boxes`` column is float32, so a stored
 ``0.95`` comes back as ``0.949999988079071``; taking each value as the shortest decimal with the same float32 gives
@@ -25,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
-from ..svit.referring_regions import Region
+from ..svit.referring_regions import Region, scan_references
 
 __all__ = [
     "BOX_FORMS",
@@ -71,34 +78,43 @@ def as_written(value: float) -> float:
     return float(np.format_float_positional(np.float32(value), unique=True))
 
 
-def _read_normalized(box: Box) -> tuple[float, ...]:
-    return tuple(as_written(v) for v in _check_box(box))
+def _normalized(values: Iterable[float], clip: bool) -> tuple[float, ...]:
+    """``values`` as a tuple, each clamped to 0..1 when ``clip``."""
+    return tuple(min(1.0, max(0.0, v)) for v in values) if clip else tuple(values)
 
 
-def to_pixels(box: Box, width: int, height: int) -> tuple[float, ...]:
+def _read_normalized(box: Box, clip: bool = False) -> tuple[float, ...]:
+    return _normalized((as_written(v) for v in _check_box(box)), clip)
+
+
+def to_pixels(box: Box, width: int, height: int, *, clip: bool = False) -> tuple[float, ...]:
     """Normalized -> pixels: ``(x1 * width, y1 * height, x2 * width, y2 * height)``, unrounded floats (values read by
-    :func:`as_written`)."""
+    :func:`as_written`); with ``clip``, within 0..width and 0..height."""
     _check_size(width, height)
-    x1, y1, x2, y2 = _read_normalized(box)
+    x1, y1, x2, y2 = _read_normalized(box, clip)
     return (x1 * width, y1 * height, x2 * width, y2 * height)
 
 
-def from_pixels(box: Box, width: int, height: int) -> tuple[float, ...]:
-    """Pixels -> normalized: ``(x1 / width, y1 / height, x2 / width, y2 / height)``; inverse of :func:`to_pixels`."""
+def from_pixels(box: Box, width: int, height: int, *, clip: bool = False) -> tuple[float, ...]:
+    """Pixels -> normalized: ``(x1 / width, y1 / height, x2 / width, y2 / height)``; inverse of :func:`to_pixels`.
+    With ``clip``, within 0..1."""
     _check_size(width, height)
     x1, y1, x2, y2 = _check_box(box)
-    return (float(x1) / width, float(y1) / height, float(x2) / width, float(y2) / height)
+    return _normalized((float(x1) / width, float(y1) / height, float(x2) / width, float(y2) / height), clip)
 
 
-def to_thousandths(box: Box) -> tuple[int, ...]:
-    """Normalized -> integers 0-1000: ``round(v * 1000)`` clamped to 0..1000 (values read by :func:`as_written`)."""
-    return tuple(min(1000, max(0, round(v * 1000))) for v in _read_normalized(box))
+def to_thousandths(box: Box, *, clip: bool = False) -> tuple[int, ...]:
+    """Normalized -> integers: ``round(v * 1000)`` (values read by :func:`as_written`), 0..1000 for boxes in 0-1.
+
+    Out-of-range values give out-of-range integers (``-0.01`` -> ``-10``) unless ``clip``, which clamps to 0..1000.
+    """
+    return tuple(round(v * 1000) for v in _read_normalized(box, clip))
 
 
-def from_thousandths(box: Box) -> tuple[float, ...]:
-    """Integers 0-1000 -> normalized: ``v / 1000``. ``from_thousandths(to_thousandths(b))`` is within 0.0005 of ``b``
-    for boxes in 0-1."""
-    return tuple(float(v) / 1000 for v in _check_box(box))
+def from_thousandths(box: Box, *, clip: bool = False) -> tuple[float, ...]:
+    """Integers 0-1000 -> normalized: ``v / 1000`` (with ``clip``, within 0..1). ``from_thousandths(to_thousandths(b))``
+    is within 0.0005 of ``b`` for boxes in 0-1."""
+    return _normalized((float(v) / 1000 for v in _check_box(box)), clip)
 
 
 def _square_padding(width: int, height: int) -> tuple[int, int, int]:
@@ -107,16 +123,19 @@ def _square_padding(width: int, height: int) -> tuple[int, int, int]:
     return side, (side - width) // 2, (side - height) // 2
 
 
-def to_llava_square(box: Box, width: int, height: int) -> tuple[float, ...]:
+def to_llava_square(box: Box, width: int, height: int, *, clip: bool = False) -> tuple[float, ...]:
     """Normalized -> LLaVA-v1.5 padded square, exactly as upstream converts SVIT's boxes.
 
     Pixels ``round(x * width)``, ``round(y * height)``; the image is centred in a square of side
     ``s = max(width, height)``, so ``(s - width) // 2`` is added to x pixels when ``width < height`` and
     ``(s - height) // 2`` to y pixels when ``height < width``; each value is divided by ``s`` and rounded to 3
     decimals. Values are read by :func:`as_written`, so stored float32 boxes convert as upstream's text does.
+
+    With ``clip`` the normalized values are clamped to 0..1 first, so the result lies in the image's band of the
+    square (a box reaching into the padding is cut at the image's edge).
     """
     _check_size(width, height)
-    x1, y1, x2, y2 = _read_normalized(box)
+    x1, y1, x2, y2 = _read_normalized(box, clip)
     side, pad_x, pad_y = _square_padding(width, height)
     pixels = (
         round(x1 * width) + pad_x,
@@ -127,11 +146,12 @@ def to_llava_square(box: Box, width: int, height: int) -> tuple[float, ...]:
     return tuple(round(p / side, LLAVA_SQUARE_DECIMALS) for p in pixels)
 
 
-def from_llava_square(box: Box, width: int, height: int) -> tuple[float, ...]:
+def from_llava_square(box: Box, width: int, height: int, *, clip: bool = False) -> tuple[float, ...]:
     """LLaVA-v1.5 padded square -> normalized: the inverse of :func:`to_llava_square` up to its rounding.
 
-    ``x = (X * s - pad_x) / width`` and ``y = (Y * s - pad_y) / height`` with ``s = max(width, height)``, clamped
-    to 0-1 (the true value is in 0-1, so clamping only brings it closer).
+    ``x = (X * s - pad_x) / width`` and ``y = (Y * s - pad_y) / height`` with ``s = max(width, height)``. A box at
+    the image's edge can come back a little outside 0-1 (``-0.0005 * s / width``, the rounding); ``clip`` clamps
+    to 0-1, which for a box that was in 0-1 only brings it closer.
 
     Error bound: the 3-decimal rounding moves ``X * s`` by at most ``0.0005 * s`` pixels and the pixel rounding by
     at most 0.5 pixel, so the result is within ``(0.0005 * s + 0.5) / width`` of the original x and
@@ -143,9 +163,11 @@ def from_llava_square(box: Box, width: int, height: int) -> tuple[float, ...]:
     side, pad_x, pad_y = _square_padding(width, height)
 
     def back(value: float, pad: int, size: int) -> float:
-        return min(1.0, max(0.0, (float(value) * side - pad) / size))
+        return (float(value) * side - pad) / size
 
-    return (back(bx1, pad_x, width), back(by1, pad_y, height), back(bx2, pad_x, width), back(by2, pad_y, height))
+    return _normalized(
+        (back(bx1, pad_x, width), back(by1, pad_y, height), back(bx2, pad_x, width), back(by2, pad_y, height)), clip
+    )
 
 
 def llava_square_error_bound(width: int, height: int) -> tuple[float, float]:
@@ -157,7 +179,7 @@ def llava_square_error_bound(width: int, height: int) -> tuple[float, float]:
 
 
 def format_number(value: Any, decimals: int | None = None) -> str:
-    """One coordinate as text, never in exponent notation (``parse_regions`` rejects exponents).
+    """One coordinate as text, never in exponent notation (``referring_regions`` does not read exponents).
 
     Integers (``int``, NumPy integers) are written as integers. Floats with ``decimals=None`` are written as the
     shortest decimal that reads back as the same float32 (the ``boxes`` column is float32, so stored values come
@@ -182,8 +204,8 @@ def format_number(value: Any, decimals: int | None = None) -> str:
 
 def format_box(box: Box, decimals: int | None = None) -> str:
     """``[x1, y1, x2, y2]`` with ", " separators, each value by :func:`format_number`: ``"[0.12, 0.4, 0.55, 0.8]"``,
-    ``"[120, 400, 550, 800]"``. For normalized boxes in 0-1 the text parses back (``referring_regions``) to the same
-    float32 values when ``decimals`` is None."""
+    ``"[120, 400, 550, 800]"``. For normalized boxes the text reads back (``referring_regions``: ``parse_regions``
+    for boxes in 0-1, ``scan_references`` for any) to the same float32 values when ``decimals`` is None."""
     return "[" + ", ".join(format_number(v, decimals) for v in _check_box(box)) + "]"
 
 
@@ -193,16 +215,16 @@ def _region_fields(region: RegionLike) -> tuple[str, list, int, int]:
     return region["phrase"], list(region["boxes"]), region["start"], region["end"]
 
 
-def _converted(box: Box, box_form: str, width: int | None, height: int | None) -> tuple:
+def _converted(box: Box, box_form: str, width: int | None, height: int | None, clip: bool) -> tuple:
     if box_form == "normalized":
-        return _check_box(box)
+        return _normalized(_check_box(box), clip)
     if box_form == "thousandths":
-        return to_thousandths(box)
+        return to_thousandths(box, clip=clip)
     if width is None or height is None:
         raise ValueError(f"box_form={box_form!r} needs the image's width and height")
     if box_form == "pixels":
-        return to_pixels(box, width, height)
-    return to_llava_square(box, width, height)
+        return to_pixels(box, width, height, clip=clip)
+    return to_llava_square(box, width, height, clip=clip)
 
 
 def render_reference(
@@ -214,11 +236,13 @@ def render_reference(
     width: int | None = None,
     height: int | None = None,
     decimals: int | None = None,
+    clip: bool = False,
 ) -> str:
-    """One reference: ``<st>phrase<ed> [..], [..]`` (``markers``) or ``phrase [..], [..]``, boxes in ``box_form``."""
+    """One reference: ``<st>phrase<ed> [..], [..]`` (``markers``) or ``phrase [..], [..]``, boxes in ``box_form``
+    (clamped to the image with ``clip``, also for ``"normalized"``)."""
     if box_form not in BOX_FORMS:
         raise ValueError(f"box_form must be one of {BOX_FORMS}, got {box_form!r}")
-    written = ", ".join(format_box(_converted(box, box_form, width, height), decimals) for box in boxes)
+    written = ", ".join(format_box(_converted(box, box_form, width, height, clip), decimals) for box in boxes)
     if not written:
         raise ValueError(f"reference {phrase!r} has no boxes")
     return (f"<st>{phrase}<ed>" if markers else phrase) + " " + written
@@ -226,26 +250,33 @@ def render_reference(
 
 def render_referring_text(
     text: str,
-    regions: Iterable[RegionLike],
+    regions: Iterable[RegionLike] | None = None,
     *,
     box_form: str = "normalized",
     markers: bool = True,
     width: int | None = None,
     height: int | None = None,
     decimals: int | None = None,
+    clip: bool = False,
 ) -> str:
     """``text`` with every region's ``text[start:end]`` rewritten by :func:`render_reference`; all else unchanged.
 
     ``regions`` are those of ``text`` (as stored in a row's ``regions``, or :class:`Region` objects from
-    ``parse_regions(text)``), in order and not overlapping; each must start with ``<st>phrase<ed>`` at its
-    ``start`` (a ``ValueError`` otherwise: regions of another text). ``box_form`` is ``"normalized"`` (as stored),
-    ``"llava_square"`` or ``"pixels"`` (both need ``width`` and ``height``: the row's) or ``"thousandths"``.
+    ``scan_references(text)[0]`` or ``parse_regions(text)``), in order and not overlapping; each must start with
+    ``<st>phrase<ed>`` at its ``start`` (a ``ValueError`` otherwise: regions of another text). ``None`` (the
+    default) reads them with ``scan_references(text)``. Text that is not a region, including a malformed reference
+    the scanner reports as an issue, is kept as written, so a turn with one bad reference still renders its good
+    ones. ``box_form`` is ``"normalized"`` (as stored), ``"llava_square"`` or ``"pixels"`` (both need ``width`` and
+    ``height``: the row's) or ``"thousandths"``; ``clip`` clamps the boxes to the image (module docstring), else
+    boxes outside it are rendered outside it.
     A reference becomes the phrase (in ``<st>``/``<ed>`` when ``markers``), one space, then its boxes joined by
-    ", ". With ``box_form="normalized"``, ``markers=True`` and ``decimals=None`` the result parses to the same
-    phrases and (float32) boxes, only the spacing inside references normalised, so offsets may shift.
+    ", ". With ``box_form="normalized"``, ``markers=True``, ``decimals=None`` and no ``clip`` the result scans to
+    the same phrases and (float32) boxes, only the spacing inside references normalised, so offsets may shift.
     """
     if box_form not in BOX_FORMS:
         raise ValueError(f"box_form must be one of {BOX_FORMS}, got {box_form!r}")
+    if regions is None:
+        regions = scan_references(text)[0]
     pieces = []
     position = 0
     for region in regions:
@@ -260,7 +291,8 @@ def render_referring_text(
         pieces.append(text[position:start])
         pieces.append(
             render_reference(
-                phrase, boxes, box_form=box_form, markers=markers, width=width, height=height, decimals=decimals
+                phrase, boxes, box_form=box_form, markers=markers, width=width, height=height, decimals=decimals,
+                clip=clip,
             )
         )
         position = end
