@@ -24,7 +24,7 @@ def test_folded_paths(path, folded):
     assert folded_path(path) == folded
 
 
-def test_inspect_the_sample_builds_nothing_and_reports_every_config(tmp_path, capsys):
+def test_inspect_the_sample_builds_nothing_and_reports_every_config(tmp_path, tmp_path_factory, capsys):
     report_path = tmp_path / "report.json"
     code = upload.main(["--inspect", "--sample", "--report", str(report_path)])
     out = capsys.readouterr().out
@@ -36,6 +36,17 @@ def test_inspect_the_sample_builds_nothing_and_reports_every_config(tmp_path, ca
         assert entry["rows"] > 0 and entry["records_read"] >= entry["rows"] and entry["error"] is None
         assert f"{entry['config_name']}: {entry['records_read']:,} records -> {entry['rows']:,} rows" in out
     assert not list(tmp_path.glob("*/data"))
+    # Every oddity the sample carries (sample/README.md) is reported before any build, as the build counts it.
+    from publish_fixtures import sample_build
+    from test_build_report import reports
+
+    built = reports(sample_build(tmp_path_factory))
+    for entry in report["configs"]:
+        expected = built[entry["config_name"]]
+        assert (entry["flagged"], entry["skipped"], entry["rows"]) == (
+            expected["flagged"], expected["skipped"], expected["rows"]), entry["config_name"]
+        for kind in entry["flagged"]:
+            assert entry["examples"][kind], kind
 
 
 @pytest.fixture

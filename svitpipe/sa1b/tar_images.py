@@ -77,7 +77,6 @@ def _end_problem(archive: tarfile.TarFile) -> Optional[str]:
     return f"corrupt header at byte {archive.offset} ({error})"
 
 
-
 def _drain(file: BinaryIO) -> None:
     while file.read(_DRAIN_CHUNK):
         pass
