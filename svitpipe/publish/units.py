@@ -158,8 +158,9 @@ def build_unit(
     return result
 
 
-# Raised when what a unit holds changes for the same key and options (2: SVIT units are contiguous record ranges).
-UNIT_FORMAT = 2
+# Raised when what a unit holds changes for the same key and options (2: SVIT units are contiguous record ranges;
+# 3: rows carry upstream_extra and reference_issues, records of one image are merged).
+UNIT_FORMAT = 3
 # Builder options that say where caches live, not what a unit writes.
 _NOT_IN_FINGERPRINT = ("cache_dir", "index_dir")
 
