@@ -37,8 +37,9 @@ def test_inspect_the_sample_builds_nothing_and_reports_every_config(tmp_path, tm
         assert f"{entry['config_name']}: {entry['records_read']:,} records -> {entry['rows']:,} rows" in out
     assert not list(tmp_path.glob("*/data"))
     # Every oddity the sample carries (sample/README.md) is reported before any build, as the build counts it.
-    from publish_fixtures import sample_build
     from test_build_report import reports
+
+    from publish_fixtures import sample_build
 
     built = reports(sample_build(tmp_path_factory))
     for entry in report["configs"]:

@@ -213,12 +213,33 @@ def inspect_sources(args: argparse.Namespace) -> int:
 
 
 def redo_command(argv, command) -> str:
-    """The shell line that runs this command again with the same arguments."""
+    """The shell line that runs this command again with the same arguments, the token left out (``--token ...``:
+    the reader passes it again, or relies on the saved login)."""
     if argv is None:  # run from a command line: python upload.py ..., svit-internvl upload ...
         words = [sys.executable, *sys.argv]
     else:  # main(argv) called from Python: sys.argv is the caller's command line, not this one
         words = [*(command or [sys.executable, "-m", "svitpipe", "upload"]), *argv]
-    return " ".join(shlex.quote(word) for word in words)
+    return " ".join(shlex.quote(word) for word in _without_token(words))
+
+
+def _without_token(words: list) -> list:
+    """``words`` with the token's value replaced by ``...``, however argparse was given it (``--token X``,
+    ``--token=X``, or an abbreviation such as ``--tok X``)."""
+    shown, hide_next = [], False
+    for word in words:
+        option, equals, _ = word.partition("=")
+        is_token = len(option) > 2 and "--token".startswith(option) and word.startswith("--")
+        if hide_next:
+            shown.append("...")
+            hide_next = False
+        elif is_token and equals:
+            shown.append(f"{option}=...")
+        elif is_token:
+            shown.append(word)
+            hide_next = True
+        else:
+            shown.append(word)
+    return shown
 
 
 def main(argv=None, *, prog=None, command=None) -> int:

@@ -12,6 +12,7 @@ uses the index.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections import Counter, defaultdict
@@ -23,6 +24,7 @@ from datasets.utils import logging
 from datasets.utils.file_utils import xopen
 
 from ..bad_records import MALFORMED_JSON, BadRecordLedger, BadRecordPolicy, InvalidRecord
+from ..json_text import decode_json
 from ..source_index_cache import SUMMARY_FILE, build_once, index_folder_name
 from .records import line_image_refs
 
@@ -56,7 +58,7 @@ class CaptionIndex:
 
 def iter_bucket(path: str) -> Iterator[tuple[int, str]]:
     """``(line number in the captions file, 1-based; the line's text)`` for every line of a bucket, in file order."""
-    with open(path, encoding="utf-8") as bucket:
+    with open(path, encoding="utf-8", newline="\n") as bucket:  # lines end at \n only: a bare \r is JSON whitespace
         for entry in bucket:
             number, text = entry.rstrip("\n").split("\t", 1)
             yield int(number), text
@@ -98,7 +100,7 @@ def _build(captions_url, directory, multi_image, policy, download_config) -> Non
     tars_referenced: set = set()
     with xopen(captions_url, "rb", download_config=download_config) as captions:
         for number, raw in enumerate(captions, start=1):
-            text = _decode(raw)
+            text = _decode(raw[3:] if number == 1 and raw.startswith(codecs.BOM_UTF8) else raw)
             if text is None:
                 ledger.records_read += 1
                 ledger.bad(captions_url, f"line {number}", MALFORMED_JSON, "not valid UTF-8")
@@ -106,13 +108,14 @@ def _build(captions_url, directory, multi_image, policy, download_config) -> Non
             if not text.strip():
                 continue
             ledger.records_read += 1
+            value, error = decode_json(text)
+            if error is not None:
+                ledger.bad(captions_url, f"line {number}", MALFORMED_JSON, error)
+                continue
             try:
-                refs = line_image_refs(json.loads(text), multi_image)
-            except ValueError as err:  # json.JSONDecodeError
-                if isinstance(err, InvalidRecord):
-                    ledger.bad(captions_url, f"line {number}", err.reason, err.detail)
-                else:
-                    ledger.bad(captions_url, f"line {number}", MALFORMED_JSON, f"invalid JSON: {err}")
+                refs = line_image_refs(value, multi_image)
+            except InvalidRecord as err:
+                ledger.bad(captions_url, f"line {number}", err.reason, err.detail)
                 continue
             tar = refs[0].tar
             tars_referenced.update(ref.tar for ref in refs)
@@ -146,6 +149,6 @@ def _decode(raw: bytes) -> Optional[str]:
 def _flush(directory: str, buffers: dict) -> None:
     for tar, entries in buffers.items():
         if entries:
-            with open(os.path.join(directory, f"{tar}.tsv"), "a", encoding="utf-8") as bucket:
+            with open(os.path.join(directory, f"{tar}.tsv"), "a", encoding="utf-8", newline="\n") as bucket:
                 bucket.writelines(entries)
     buffers.clear()

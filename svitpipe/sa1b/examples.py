@@ -25,6 +25,7 @@ from ..bad_records import (
     InvalidRecord,
 )
 from ..image_checks import CorruptImage, ImageCheck, inspect_image
+from ..json_text import decode_json
 from ..locations import TarLocation
 from .caption_index import iter_bucket
 from .records import CaptionLine, declared_sizes_differ, parse_caption_line
@@ -77,7 +78,7 @@ def _read_bucket(tar, multi_image, captions_source, ledger) -> Iterator[tuple[in
     for number, text in iter_bucket(tar.bucket):
         ledger.records_read += 1
         try:
-            yield number, parse_caption_line(json.loads(text), multi_image)
+            yield number, parse_caption_line(decode_json(text)[0], multi_image)
         except InvalidRecord as err:
             ledger.bad(captions_source, f"line {number}", err.reason, err.detail)
 

@@ -11,7 +11,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-_IMAGE_PATH = re.compile(r"^(?:[^/]+/)*(sa_\d{6})/(sa_\d+\.jpg)\Z", re.ASCII)  # \Z: no trailing newline
+# Folders before the tar's may be anything but "..": upstream paths never climb (\Z: no trailing newline).
+_IMAGE_PATH = re.compile(r"^(?:(?!\.\./)[^/]+/)*(sa_\d{6})/(sa_\d+\.jpg)\Z", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ scanner (regular expressions do the per-character work), then hands each element
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator, Optional
+
+from ..json_text import decode_json
 
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
 _STRUCTURAL = re.compile(rb'[\[\]{}"]')
@@ -91,11 +92,9 @@ class _Buffer:
 
 
 def decode_element(raw: bytes) -> tuple[Any, Optional[str]]:
-    """``(value, None)`` for an element's bytes, or ``(None, why)`` when they are not valid JSON."""
-    try:
-        return json.loads(raw), None
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-        return None, f"invalid JSON: {err}"
+    """``(value, None)`` for an element's bytes, or ``(None, why)`` when they are not a JSON value a row can hold
+    (``json_text.decode_json``)."""
+    return decode_json(raw)
 
 
 def iter_json_array(

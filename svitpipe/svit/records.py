@@ -47,12 +47,21 @@ def read_image_id(record: Any) -> tuple[int, bool]:
         raise InvalidRecord(INVALID_RECORD, f"expected a JSON object, got {type(record).__name__}")
     image_id = record.get("image_id")
     if isinstance(image_id, str) and image_id.isascii() and image_id.isdigit():
-        return int(image_id), True
+        return _within_int64(int(image_id)), True
     if isinstance(image_id, bool) or not isinstance(image_id, int) or image_id < 0:
         raise InvalidRecord(
             INVALID_RECORD, f"'image_id' must be a non-negative integer or a string of digits, got {image_id!r}"
         )
-    return image_id, False
+    return _within_int64(image_id), False
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _within_int64(image_id: int) -> int:
+    if image_id > _INT64_MAX:
+        raise InvalidRecord(INVALID_RECORD, f"'image_id' {image_id} does not fit the int64 column")
+    return image_id
 
 
 def parse_svit_record(
