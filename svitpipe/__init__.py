@@ -7,8 +7,8 @@ One folder per stage; a row travels source -> record -> example -> unit -> part 
 * ``features``: the typed schema of every config and the per-config facts (``CONFIGS``, including each config's
   family, ``"svit"`` or ``"sa1b"``).
 * ``bad_records``: the raise-or-skip policy and the one ledger a build counts every record in.
-* ``locations``, ``image_checks``, ``source_index_cache``: shared by both families (where a file is, image size and
-  integrity, cached source indexes).
+* ``locations``, ``json_text``, ``image_checks``, ``source_index_cache``: shared by both families (where a file
+  is, one upstream JSON value decoded or why not, image size and integrity, cached source indexes).
 * ``svit/``: SVIT's path: ``source`` (where the files are), ``json_array_reader`` and ``record_index`` (the JSON
   array read once), ``records`` and ``referring_regions`` (one record -> typed conversations), ``vg_images``,
   ``examples``.
