@@ -91,21 +91,22 @@ def generate_svit_examples(
                     "conversations": [conversation for _, view in parsed for conversation in view.conversations],
                     "upstream_extra": _merged_extra(parsed),
                 }
-                _flag_views(parsed, source, location, ledger)
+                _flag_views(parsed, example["conversations"], source, location, ledger)
                 ledger.examples_written += 1
                 yield record_range.position, first_piece.index, example
 
 
 def _parse(piece: IndexedRecord, source: str, ledger: BadRecordLedger, conversation_keys, with_regions):
     """The record's typed view, or None when it cannot become (part of) a row (reported to ``ledger``)."""
+    location = f"record {piece.index} (byte {piece.offset})"
     value, error = decode_element(piece.raw)
     if error is not None:
-        ledger.bad(source, f"record {piece.index} (byte {piece.offset})", MALFORMED_JSON, error)
+        ledger.bad(source, location, MALFORMED_JSON, error)
         return None
     try:
         return parse_svit_record(value, conversation_keys=conversation_keys, with_regions=with_regions)
     except InvalidRecord as err:
-        ledger.bad(source, f"record {piece.index} (byte {piece.offset})", err.reason, err.detail)
+        ledger.bad(source, location, err.reason, err.detail)
         return None
 
 
@@ -127,8 +128,8 @@ def _merged_extra(parsed: list) -> Optional[str]:
     return json.dumps(extra, ensure_ascii=False) if extra else None
 
 
-def _flag_views(parsed: list, source: str, location: str, ledger: BadRecordLedger) -> None:
-    """Count what the row carries about its derived views."""
+def _flag_views(parsed: list, conversations: list, source: str, location: str, ledger: BadRecordLedger) -> None:
+    """Count what the row (whose merged ``conversations`` are given) carries about its derived views."""
     if len(parsed) > 1:
         merged = ", ".join(str(piece.index) for piece, _ in parsed[1:])
         ledger.flag(source, location, MERGED_DUPLICATE, f"records {merged} merged into this row", count=len(parsed) - 1)
@@ -141,7 +142,6 @@ def _flag_views(parsed: list, source: str, location: str, ledger: BadRecordLedge
         if not view.conversations or empty:
             ledger.flag(source, f"record {piece.index}", EMPTY_CONVERSATION,
                         f"empty {', '.join(empty) or 'conversations'}")
-    conversations = [conversation for _, view in parsed for conversation in view.conversations]
     for c, conversation in enumerate(conversations):
         for t, turn in enumerate(conversation["content"]):
             for issue in turn.get("reference_issues", ()):
