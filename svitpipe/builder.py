@@ -34,10 +34,12 @@ from datasets.utils.file_utils import is_local_path, xjoin
 from datasets.utils.sharding import _number_of_shards_in_gen_kwargs, _split_gen_kwargs
 
 from .bad_records import BAD_RECORD_POLICIES, MISSING_TAR, TAR_NOT_SELECTED, BadRecordLedger
-from .features import CONFIGS, DEFAULT_CONFIG, config_info
+from .features import CONFIGS, DEFAULT_CONFIG, SA1B_IMAGES_MODES, config_info
 from .image_checks import IMAGE_CHECKS
 from .sa1b.caption_index import load_or_build_caption_index
 from .sa1b.examples import TarCaptions, generate_sa1b_examples
+from .sa1b.image_source import TAR_MEMBER_INDEX_FOLDER
+from .sa1b.reference import ReferenceTar, generate_reference_examples
 from .sa1b.source import locate_sa1b_tars
 from .svit.examples import generate_svit_examples
 from .svit.record_index import load_or_build_record_index
@@ -61,7 +63,14 @@ class SVITInternVLConfig(datasets.BuilderConfig):
             fsspec URL. Used by the four SVIT configs.
         sa1b_captions_source: root holding InternVL-SA-1B-Caption's four jsonl files under their upstream names.
         sa1b_images_source: root holding SA-1B's ``sa_NNNNNN.tar`` files or extracted ``sa_NNNNNN/`` folders. No
-            default: Meta distributes SA-1B, the Hub does not; required by the four ``sa1b-*`` configs.
+            default: Meta distributes SA-1B, the Hub does not; required by the four ``sa1b-*`` configs under
+            ``sa1b_images="embed"``; optional under ``"reference"`` (it then gives the real sizes and tar order).
+        sa1b_images: how the ``sa1b-*`` configs hold their images. ``"embed"`` (default): the original bytes in an
+            ``image``/``images`` column; SA-1B's licence restricts publishing such shards. ``"reference"``: no image
+            bytes, an ``image_ref``/``image_refs`` column instead (``{tar, member, path}``), with ``width``/``height``
+            from the caption line, or from the images when ``sa1b_images_source`` is given, else null; built from the
+            captions alone, publishable by anyone, and turned back into the embed rows, byte for byte, by
+            ``svitpipe.sa1b.attach_images(rows, "<your SA-1B folder>")``.
         sa1b_tars: build only these SA-1B tars (stems like ``"sa_000123"``), for a partial SA-1B download; the caption
             lines of other tars are left out and counted under ``tar-not-selected``. None: every tar the captions use.
         index_dir: where the source indexes are cached on local disk (an SVIT annotation file's records, read once
@@ -81,6 +90,7 @@ class SVITInternVLConfig(datasets.BuilderConfig):
     sa1b_captions_source: str = "hf://datasets/OpenGVLab/InternVL-SA-1B-Caption"
     sa1b_images_source: Optional[str] = None
     sa1b_tars: Optional[tuple] = None
+    sa1b_images: str = "embed"
     index_dir: Optional[str] = None
     svit_num_shards: Optional[int] = None
     svit_shard_bytes: int = 400 * 1000 * 1000
@@ -91,6 +101,8 @@ class SVITInternVLConfig(datasets.BuilderConfig):
         super().__post_init__()
         if self.on_bad_record not in BAD_RECORD_POLICIES:
             raise ValueError(f"on_bad_record must be one of {BAD_RECORD_POLICIES}, got {self.on_bad_record!r}")
+        if self.sa1b_images not in SA1B_IMAGES_MODES:
+            raise ValueError(f"sa1b_images must be one of {SA1B_IMAGES_MODES}, got {self.sa1b_images!r}")
         if self.image_check not in IMAGE_CHECKS:
             raise ValueError(f"image_check must be one of {IMAGE_CHECKS}, got {self.image_check!r}")
         if self.svit_num_shards is not None and (not isinstance(self.svit_num_shards, int) or self.svit_num_shards < 1):
@@ -122,7 +134,7 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
         self.ledger = BadRecordLedger(policy=self.config.on_bad_record)
 
     def _info(self) -> datasets.DatasetInfo:
-        return config_info(self.config.name)
+        return config_info(self.config.name, self.config.sa1b_images)
 
     def _split_generators(self, dl_manager):
         facts = CONFIGS[self.config.name]
@@ -151,11 +163,13 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
         }
 
     def _sa1b_gen_kwargs(self, dl_manager, facts) -> dict:
-        if not self.config.sa1b_images_source:
+        reference = self.config.sa1b_images == "reference"
+        if not self.config.sa1b_images_source and not reference:
             raise ValueError(
                 f"Config '{self.config.name}' needs the SA-1B images, which Meta distributes and the Hub does not: "
                 "pass sa1b_images_source=<folder or URL holding sa_NNNNNN.tar files or extracted sa_NNNNNN/ "
-                "folders>, e.g. SVITInternVL(config_name='sa1b-en-single', sa1b_images_source='/data/sa1b')."
+                "folders>, e.g. SVITInternVL(config_name='sa1b-en-single', sa1b_images_source='/data/sa1b'), or "
+                "sa1b_images='reference' to build the rows without images."
             )
         download_config = dl_manager.download_config
         captions_source = xjoin(_absolute(self.config.sa1b_captions_source), facts.upstream_file)
@@ -176,6 +190,17 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
             left_out = [stem for stem in selected if stem not in self.config.sa1b_tars]
             ledger.left_out(TAR_NOT_SELECTED, sum(index.lines_per_tar[stem] for stem in left_out))
             selected = [stem for stem in selected if stem in self.config.sa1b_tars]
+        if reference:
+            images_source = self.config.sa1b_images_source
+            return {
+                # the one list: datasets shards over it, one SA-1B tar per builder shard
+                "tars": [ReferenceTar(position, stem, index.bucket_path(stem)) for position, stem in enumerate(selected)],
+                "multi_image": facts.multi_image,
+                "captions_source": captions_source,
+                "images_source": _absolute(images_source) if images_source else None,
+                "index_dir": os.path.join(self._index_root(), TAR_MEMBER_INDEX_FOLDER),
+                "download_config": download_config,
+            }
         wanted = set(selected) | (set(index.tars_referenced) if facts.multi_image else set())
         images_root = _absolute(self.config.sa1b_images_source)
         found, missing = locate_sa1b_tars(images_root, wanted, download_config)
@@ -241,6 +266,8 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
 def iter_examples(config: SVITInternVLConfig, ledger: BadRecordLedger, **gen_kwargs) -> Iterator[tuple[int, int, dict]]:
     """``(builder shard, index in source, example)`` for one unit's ``gen_kwargs`` (from
     ``SVITInternVL.shard_gen_kwargs``), counting records in ``ledger``. Needs only the config: what a worker runs."""
+    if CONFIGS[config.name].family == "sa1b" and config.sa1b_images == "reference":
+        return generate_reference_examples(**gen_kwargs, ledger=ledger)
     if CONFIGS[config.name].family == "sa1b":
         return generate_sa1b_examples(**gen_kwargs, ledger=ledger, image_check=config.image_check)
     return generate_svit_examples(**gen_kwargs, config_name=config.name, ledger=ledger, image_check=config.image_check)

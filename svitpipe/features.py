@@ -219,10 +219,39 @@ def sa1b_features(multi_image: bool) -> Features:
     )
 
 
-def features_for(config_name: str) -> Features:
+# How an sa1b-* config holds its images: "embed" (the original bytes in the rows) or "reference" (the SA-1B tar and
+# member of each image, no bytes: svitpipe.sa1b.attach_images joins them to the user's own SA-1B copy).
+SA1B_IMAGES_MODES = ("embed", "reference")
+
+# Where one SA-1B image is: the tar stem, the member's file name, and the path as written upstream.
+SA1B_IMAGE_REF = {"tar": Value("string"), "member": Value("string"), "path": Value("string")}
+
+
+def sa1b_reference_features(multi_image: bool) -> Features:
+    """The ``sa1b_images="reference"`` schema: the embed schema with each image (and its path column) replaced by
+    an ``image_ref`` struct; sizes are null where they were not known without the images."""
+    if multi_image:
+        images = {"image_refs": List(SA1B_IMAGE_REF), "widths": List(Value("int32")), "heights": List(Value("int32"))}
+    else:
+        images = {"image_ref": SA1B_IMAGE_REF, "width": Value("int32"), "height": Value("int32")}
+    return Features(
+        {
+            "id": Value("string"),
+            **images,
+            "caption": Value("string"),
+            "conversations": List(_turn(with_regions=False)),
+            "source_id": Value("string"),
+            "upstream_extra": UPSTREAM_EXTRA,
+        }
+    )
+
+
+def features_for(config_name: str, sa1b_images: str = "embed") -> Features:
     facts = CONFIGS[config_name]
     if facts.family == "svit":
         return svit_features(config_name)
+    if sa1b_images == "reference":
+        return sa1b_reference_features(facts.multi_image)
     return sa1b_features(facts.multi_image)
 
 
@@ -238,11 +267,18 @@ def license_for(config_name: str) -> str:
     return SVIT_LICENSE if CONFIGS[config_name].family == "svit" else SA1B_LICENSE
 
 
-def config_info(config_name: str) -> DatasetInfo:
+SA1B_REFERENCE_DESCRIPTION = (
+    " Reference mode: the rows hold no image bytes; `image_ref` (`image_refs`) names each image's SA-1B tar and "
+    "member, and `svitpipe.sa1b.attach_images` joins them to a copy of SA-1B."
+)
+
+
+def config_info(config_name: str, sa1b_images: str = "embed") -> DatasetInfo:
     """What is known of a config without building it: the builder's ``_info()``."""
+    reference = sa1b_images == "reference" and CONFIGS[config_name].family == "sa1b"
     return DatasetInfo(
-        description=CONFIGS[config_name].description,
-        features=features_for(config_name),
+        description=CONFIGS[config_name].description + (SA1B_REFERENCE_DESCRIPTION if reference else ""),
+        features=features_for(config_name, sa1b_images),
         homepage=homepage_for(config_name),
         license=license_for(config_name),
         citation=citation_for(config_name),

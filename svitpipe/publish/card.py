@@ -56,19 +56,22 @@ REPORT_KEY = "svit_internvl_report"
 def build_report(build: ConfigBuild) -> dict:
     """What the build of one config found: records read, rows, counted skips and flags by kind, failed units."""
     ledger = build.ledger
-    return {
+    report = {
         "records_read": ledger.records_read,
         "rows": build.num_rows,
         "skipped": dict(sorted(ledger.skipped.items())),
         "flagged": dict(sorted(ledger.flagged.items())),
         "failed_units": list(build.failed_units),
     }
+    if build.sa1b_images == "reference":
+        report["sa1b_images"] = "reference"  # no image bytes: image_ref(s) instead
+    return report
 
 
 def published_infos(builds: dict[str, ConfigBuild]) -> DatasetInfosDict:
     infos = DatasetInfosDict()
     for name, build in builds.items():
-        info = config_info(name)
+        info = config_info(name, build.sa1b_images)
         info.config_name = name
         info.splits = SplitDict(
             {SPLIT: SplitInfo(name=SPLIT, num_bytes=build.arrow_bytes, num_examples=build.num_rows, dataset_name="svit_internvl")}
@@ -176,12 +179,17 @@ class CardFacts:
         return any(CONFIGS[name].family == "sa1b" for name in self.builds)
 
     @property
+    def sa1b_references(self) -> list[str]:
+        """The sa1b-* configs built without image bytes (``sa1b_images="reference"``)."""
+        return [name for name, build in self.builds.items() if build.sa1b_images == "reference"]
+
+    @property
     def default(self) -> str:
         return DEFAULT_CONFIG if DEFAULT_CONFIG in self.builds else next(iter(self.builds))
 
 
 def card_body(facts: CardFacts) -> str:
-    sections = (_title, _configs, _loading, _training, _schema, _provenance, _how_made, _citation)
+    sections = (_title, _configs, _loading, _attaching, _training, _schema, _provenance, _how_made, _citation)
     return "\n".join(line for section in sections for line in section(facts))
 
 
@@ -191,7 +199,9 @@ def _title(facts: CardFacts) -> list[str]:
         "",
         "Two visual-instruction datasets as Parquet shards with typed `Image` features, made by the svit-internvl "
         "builder: the images are stored inside the shards, byte for byte as published upstream (never re-encoded), "
-        "and every upstream string is kept byte for byte.",
+        "and every upstream string is kept byte for byte."
+        + (" The SA-1B configs here are the exception: they name their images instead of holding them (see "
+           "*SA-1B images* below)." if facts.sa1b_references else ""),
         "",
     ]
 
@@ -249,6 +259,35 @@ def _loading(facts: CardFacts) -> list[str]:
         '    print(row["id"], row["conversations"][0]["content"][0]["value"][:80])' if facts.has_svit else
         '    print(row["id"], row["caption"][:80])',
         "```",
+        "",
+    ]
+
+
+def _attaching(facts: CardFacts) -> list[str]:
+    """Reference-mode sa1b-* configs: what they hold and how to get the rows with images."""
+    if not facts.sa1b_references:
+        return []
+    names = ", ".join(f"`{name}`" for name in facts.sa1b_references)
+    example = facts.sa1b_references[0]
+    return [
+        "### SA-1B images",
+        "",
+        f"{names} hold no SA-1B images (SA-1B's licence does not allow redistributing them). Instead of `image` "
+        "(`images`) each row has `image_ref` (`image_refs`): `{tar, member, path}`, e.g. `{tar: \"sa_000123\", "
+        "member: \"sa_4567.jpg\", path: \"sa_000123/sa_4567.jpg\"}`, and `width`, `height` where they were known "
+        "without the images (null otherwise). Download SA-1B from Meta, then attach the images (a folder or any "
+        "fsspec URL of `sa_NNNNNN.tar` files or extracted `sa_NNNNNN/` folders); the result equals, row for row "
+        "and byte for byte, the same config built with the images:",
+        "",
+        "```python",
+        "from svitpipe.sa1b import attach_images  # pip install the svit-internvl project",
+        "",
+        f'rows = attach_images(load_dataset("{facts.repo_id}", "{example}", split="train", streaming=True), '
+        '"/data/sa1b")',
+        "```",
+        "",
+        "Rows of a tar are in tar order, so the join reads each tar front to back (by member offset, from an index "
+        "of the tar's headers built once and cached).",
         "",
     ]
 
@@ -338,6 +377,15 @@ def _schema(facts: CardFacts) -> list[str]:
             "`width`/`height` that differ from the real image; null when there are none.",
             "",
         ]
+        if facts.sa1b_references:
+            lines += [
+                "Configs built without images (" + ", ".join(f"`{n}`" for n in facts.sa1b_references) + ") have "
+                "`image_ref` (`{tar, member, path}`) in place of `image` and `image_path` (multi-image: `image_refs`, "
+                "in place of `images` and `image_paths`); `width`, `height` (`widths`, `heights`) are the real sizes "
+                "when the build had the images, the declared ones otherwise, or null; `attach_images` sets them as "
+                "above.",
+                "",
+            ]
     return lines
 
 

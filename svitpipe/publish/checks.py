@@ -26,8 +26,10 @@ class PublishCheckError(RuntimeError):
         self.problems = problems
 
 
-def verify_published_folder(folder: str, expected_configs: list[str], max_rows_per_row_group: int = 100) -> None:
-    """Raise ``PublishCheckError`` unless every check passes."""
+def verify_published_folder(
+    folder: str, expected_configs: list[str], max_rows_per_row_group: int = 100, sa1b_images: str = "embed"
+) -> None:
+    """Raise ``PublishCheckError`` unless every check passes (``sa1b_images``: how the sa1b-* configs were built)."""
     problems: list[str] = []
     card_path = os.path.join(folder, CARD_FILE)
     try:
@@ -44,25 +46,27 @@ def verify_published_folder(folder: str, expected_configs: list[str], max_rows_p
     with open(os.path.join(folder, DATASET_INFOS_FILE), encoding="utf-8") as f:
         json_infos = json.load(f)
     for name in expected_configs:
-        problems += _check_config(folder, name, card_infos.get(name), json_infos.get(name), max_rows_per_row_group)
+        features = features_for(name, sa1b_images)
+        problems += _check_config(
+            folder, name, card_infos.get(name), json_infos.get(name), max_rows_per_row_group, features
+        )
     if problems:
         raise PublishCheckError(folder, problems)
     _check_datasets_sees_configs(folder, expected_configs)
 
 
-def _check_config(folder, name, card_info, json_info, max_rows_per_row_group) -> list[str]:
+def _check_config(folder, name, card_info, json_info, max_rows_per_row_group, features) -> list[str]:
     problems = []
     if card_info is None or json_info is None:
         return [f"{name}: missing from the card's dataset_info or from {DATASET_INFOS_FILE}"]
     expected_rows = card_info.splits["train"].num_examples
     if json_info["splits"]["train"]["num_examples"] != expected_rows:
         problems.append(f"{name}: {DATASET_INFOS_FILE} and the card disagree on the row count")
-    if card_info.features != features_for(name):
+    if card_info.features != features:
         problems.append(f"{name}: the card's features differ from the builder's")
     shards = sorted(glob.glob(os.path.join(folder, "data", name, "train-*.parquet")))
     if not shards:
         return problems + [f"{name}: no shards under data/{name}/"]
-    features = features_for(name)
     schema = features.arrow_schema.remove_metadata()
     rows, ids = 0, set()
     limit = max_rows_per_row_group if image_bytes_columns(features) else None

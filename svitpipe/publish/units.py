@@ -80,6 +80,7 @@ class ConfigBuild:
     shards: list
     ledger: BadRecordLedger = field(default_factory=BadRecordLedger)
     failed_units: list = field(default_factory=list)
+    sa1b_images: str = "embed"  # how an sa1b-* config holds its images (SVITInternVLConfig.sa1b_images)
 
     @property
     def num_rows(self) -> int:
@@ -114,7 +115,7 @@ def _svit_unit_key(position: int, count: int, gen_kwargs: dict) -> str:
 
 def _sa1b_unit_key(position: int, count: int, gen_kwargs: dict) -> str:
     (tar,) = gen_kwargs["tars"]
-    return tar.location.stem
+    return tar.stem
 
 
 _UNIT_NAMES = {"svit": _svit_unit_key, "sa1b": _sa1b_unit_key}
@@ -146,7 +147,8 @@ def build_unit(
             os.remove(os.path.join(directory, stale))
     config = make_config(unit.config_name, builder_kwargs)
     ledger = BadRecordLedger(policy=config.on_bad_record)
-    writer = PartWriter(directory, unit.key, features_for(unit.config_name), layout, on_row_group=on_row_group)
+    features = features_for(unit.config_name, config.sa1b_images)
+    writer = PartWriter(directory, unit.key, features, layout, on_row_group=on_row_group)
     for _, _, example in iter_examples(config, ledger, **unit.gen_kwargs):
         writer.add(example)
     files = writer.close()
@@ -220,6 +222,7 @@ def finalize_config(
     out_dir: str,
     layout: ParquetLayout,
     ledger: Optional[BadRecordLedger] = None,
+    sa1b_images: str = "embed",
 ) -> ConfigBuild:
     """Make the config's shards from the units' parts and link them to
     ``out_dir/data/<config>/train-XXXXX-of-NNNNN.parquet``, dropping shards left from earlier runs. The units'
@@ -233,7 +236,7 @@ def finalize_config(
     parts = [(directory, written) for result in results for written in result.files]
     target = target_shard_count(sum(w.num_rows for _, w in parts), len(parts))
     if len(parts) < target:
-        parts = _halve_parts(parts, target, os.path.join(directory, HALVES_DIR), features_for(config_name), layout)
+        parts = _halve_parts(parts, target, os.path.join(directory, HALVES_DIR), features_for(config_name, sa1b_images), layout)
     data_dir = os.path.join(out_dir, "data", config_name)
     os.makedirs(data_dir, exist_ok=True)
     shards, wanted = [], set()
@@ -249,7 +252,8 @@ def finalize_config(
         ledger = BadRecordLedger(policy="skip")
     for result in results:
         ledger.merge(BadRecordLedger.from_dict(result.ledger))
-    return ConfigBuild(config_name, shards, ledger)
+    mode = sa1b_images if CONFIGS[config_name].family == "sa1b" else "embed"
+    return ConfigBuild(config_name, shards, ledger, sa1b_images=mode)
 
 
 def _halve_parts(parts: list, target: int, halves_dir: str, features, layout: ParquetLayout) -> list:

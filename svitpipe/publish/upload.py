@@ -23,7 +23,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from tqdm.auto import tqdm
 
 from ..bad_records import BAD_RECORD_POLICIES
-from ..features import CONFIGS
+from ..features import CONFIGS, SA1B_IMAGES_MODES
 from ..image_checks import IMAGE_CHECKS
 from ..sample import SAMPLE_SOURCES
 from .card import human_bytes, write_card
@@ -41,6 +41,10 @@ SA1B_PUBLISHED_NOTE = (
 )
 SA1B_LOCAL_NOTE = (
     "This folder embeds SA-1B images for local use; do not publish it unless SA-1B's licence allows you to."
+)
+SA1B_REFERENCE_NOTE = (
+    "This repository holds no SA-1B images: its sa1b-* configs name each image's SA-1B tar and member, and users "
+    "join them to their own copy of SA-1B from Meta."
 )
 
 
@@ -81,7 +85,14 @@ def parse_args(argv=None, prog=None) -> argparse.Namespace:
     )
     what.add_argument(
         "--sa1b-images-source",
-        help="Root holding SA-1B's sa_NNNNNN.tar files or extracted sa_NNNNNN/ folders (required for sa1b-* configs).",
+        help="Root holding SA-1B's sa_NNNNNN.tar files or extracted sa_NNNNNN/ folders (required for sa1b-* configs "
+        "with --sa1b-images embed; with reference, it gives the real image sizes and tar order).",
+    )
+    what.add_argument(
+        "--sa1b-images", choices=SA1B_IMAGES_MODES, default="embed",
+        help="How sa1b-* configs hold their images: embed the original bytes (pushing needs "
+        "--allow-sa1b-redistribution), or reference them (image_ref: tar, member, path; no image bytes, built from "
+        "the captions alone, pushed without the flag; svitpipe.sa1b.attach_images joins a local SA-1B copy).",
     )
     what.add_argument("--sa1b-tars", nargs="+", metavar="STEM", help="Build only these SA-1B tars (e.g. sa_000000).")
     what.add_argument(
@@ -131,6 +142,7 @@ def builder_kwargs(args: argparse.Namespace, work_dir: str) -> dict:
     return {
         **sources,
         "sa1b_tars": tuple(args.sa1b_tars) if args.sa1b_tars else None,
+        "sa1b_images": args.sa1b_images,
         "on_bad_record": args.on_bad_record,
         "image_check": args.image_check,
         "svit_num_shards": args.svit_num_shards,
@@ -169,7 +181,8 @@ def build_config(name: str, kwargs: dict, work_dir: str, out_dir: str, layout: P
         else:
             run = run_local(units, kwargs, work_dir, layout, workers=workers, retries=args.retries,
                             on_result=on_result, on_row_group=on_row_group)
-    build = finalize_config(name, run.succeeded, work_dir, out_dir, layout, ledger=builder.ledger)
+    build = finalize_config(name, run.succeeded, work_dir, out_dir, layout, ledger=builder.ledger,
+                            sa1b_images=builder.config.sa1b_images)
     build.failed_units = [failure.key for failure in run.failures]
     return build, run.failures, time.perf_counter() - started
 
@@ -251,9 +264,11 @@ def main(argv=None, *, prog=None, command=None) -> int:
     out_dir = os.path.abspath(args.local_dir)
     work_dir = os.path.join(out_dir, ".cache", "svit-internvl-build")
     has_sa1b = any(CONFIGS[name].family == "sa1b" for name in args.configs)
-    if args.repo_id and has_sa1b and not args.sample and not args.allow_sa1b_redistribution:
+    embeds_sa1b = has_sa1b and args.sa1b_images == "embed"
+    if args.repo_id and embeds_sa1b and not args.sample and not args.allow_sa1b_redistribution:
         print("error: pushing sa1b-* configs embeds SA-1B images, whose licence restricts redistribution; pass "
-              "--allow-sa1b-redistribution if you may publish them, or leave those configs out.", file=sys.stderr)
+              "--allow-sa1b-redistribution if you may publish them, --sa1b-images reference to publish them without "
+              "images, or leave those configs out.", file=sys.stderr)
         return 2
     layout = ParquetLayout(
         max_shard_bytes=convert_file_size_to_int(args.max_shard_size), rows_per_row_group=args.rows_per_row_group
@@ -275,10 +290,14 @@ def main(argv=None, *, prog=None, command=None) -> int:
     for leftover in sorted(set(os.listdir(data_root)) - set(builds)):
         print(f"removing data/{leftover}/: not built in this run")
         shutil.rmtree(os.path.join(data_root, leftover))
-    note = SA1B_SAMPLE_NOTE if args.sample else SA1B_PUBLISHED_NOTE if args.repo_id else SA1B_LOCAL_NOTE
+    if args.sa1b_images == "reference":
+        note = SA1B_REFERENCE_NOTE
+    else:
+        note = SA1B_SAMPLE_NOTE if args.sample else SA1B_PUBLISHED_NOTE if args.repo_id else SA1B_LOCAL_NOTE
     write_card(out_dir, builds, repo_id=args.repo_id or "<org>/<name>", sa1b_redistribution=note,
                layout=layout)
-    verify_published_folder(out_dir, list(builds), max_rows_per_row_group=args.rows_per_row_group)
+    verify_published_folder(out_dir, list(builds), max_rows_per_row_group=args.rows_per_row_group,
+                            sa1b_images=args.sa1b_images)
     print(summary_table(builds, seconds))
     if not failures:
         print(f"\nverified: {out_dir}  (load with datasets.load_dataset({args.local_dir!r}, <config>))")

@@ -46,6 +46,10 @@ class TarCaptions:
     location: TarLocation
     bucket: str
 
+    @property
+    def stem(self) -> str:
+        return self.location.stem
+
 
 def generate_sa1b_examples(
     *,
