@@ -128,7 +128,8 @@ def test_nothing_edits_sys_path():
     [
         ("svit", {"source", "json_array_reader", "record_index", "records", "referring_regions", "vg_images",
                   "examples"}),
-        ("sa1b", {"source", "paths", "caption_index", "records", "tar_images", "examples"}),
+        ("sa1b", {"source", "paths", "caption_index", "records", "tar_images", "examples", "reference",
+                  "tar_member_index", "image_source", "attach"}),
         ("publish", {"units", "parquet_layout", "engines", "checks", "card", "hub_push", "upload"}),
         ("training", {"chat_format", "boxes", "fast_decode", "llava_export"}),
         ("testing", {"fake_upstream"}),

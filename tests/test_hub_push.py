@@ -357,7 +357,7 @@ def test_dropped_connections_are_retried_and_long_waits_capped():
 OPTIONS = [
     "--local-dir", "--repo-id", "--private", "--revision", "--create-pr", "--token", "--configs", "--svit-source",
     "--sa1b-captions-source", "--sa1b-images-source", "--sa1b-tars", "--sample", "--on-bad-record", "--image-check",
-    "--allow-sa1b-redistribution", "--max-shard-size", "--rows-per-row-group", "--svit-num-shards", "--num-proc",
+    "--sa1b-images", "--allow-sa1b-redistribution", "--max-shard-size", "--rows-per-row-group", "--svit-num-shards", "--num-proc",
 ]
 
 
