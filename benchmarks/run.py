@@ -31,7 +31,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # also in spawn
 from . import datagen
 from .common import Results  # noqa: E402
 
-SECTIONS = ("build", "read", "layout", "decode", "memory", "scaling", "inspect")
+SECTIONS = ("build", "read", "layout", "decode", "memory", "scaling", "inspect", "join")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Plan:
     decode_images: int  # SA-1B-sized images in the decode benchmark
     memory_sa1b_tars: int  # tars built and streamed from the large captions file (the index reads all of it)
     memory_timeout: float
+    join_images_per_tar: int  # SA-1B-sized images per tar in the join benchmark (one tar)
 
 
 def make_plan(quick: bool, scale: float) -> Plan:
@@ -60,6 +61,7 @@ def make_plan(quick: bool, scale: float) -> Plan:
             decode_images=scaled(4),
             memory_sa1b_tars=1,
             memory_timeout=300,
+            join_images_per_tar=scaled(20, 4),
         )
     return Plan(
         sizes=datagen.Sizes(vg_images=scaled(1200, 16), sa1b_tars=16, sa1b_images_per_tar=scaled(40),
@@ -71,6 +73,7 @@ def make_plan(quick: bool, scale: float) -> Plan:
         decode_images=scaled(24),
         memory_sa1b_tars=8,
         memory_timeout=1200,
+        join_images_per_tar=scaled(200, 4),
     )
 
 
@@ -194,9 +197,15 @@ def section_inspect(ctx: Context) -> None:
                       ctx.plan.repeats["inspect"], ctx.plan.memory_sa1b_tars)
 
 
+def section_join(ctx: Context) -> None:
+    from . import bench_sa1b_join
+
+    bench_sa1b_join.run(ctx.results, ctx.work_dir, 1, ctx.plan.join_images_per_tar, ctx.plan.repeats["loader"])
+
+
 RUNNERS = {
     "build": section_build, "read": section_read, "layout": section_layout, "decode": section_decode,
-    "memory": section_memory, "scaling": section_scaling, "inspect": section_inspect,
+    "memory": section_memory, "scaling": section_scaling, "inspect": section_inspect, "join": section_join,
 }
 
 

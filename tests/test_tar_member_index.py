@@ -125,3 +125,25 @@ def test_source_reports_members_lost_to_damage(tmp_path):
     with pytest.raises(ImageNotAvailable) as lost:
         source.read("sa_000005", "sa_1.jpg")
     assert lost.value.reason == DAMAGED_TAR and "after member sa_3.json" in lost.value.detail
+
+
+def test_index_agrees_with_tarfile_on_the_sample_tars():
+    from svitpipe.sample import SAMPLE_DIR
+
+    for path in sorted((SAMPLE_DIR / "sa1b").glob("sa_*.tar")):
+        with tarfile.open(path) as archive:
+            expected = {info.name.rsplit("/", 1)[-1]: (info.offset_data, info.size)
+                        for info in archive.getmembers() if info.isreg()}
+        index = build_tar_member_index(str(path))
+        assert index.members == expected and index.damage is None, path
+
+
+def test_a_corrupt_header_is_damage_after_the_members_before_it(tmp_path):
+    whole = write_tar(tmp_path / "whole.tar", MEMBERS, tarfile.GNU_FORMAT)
+    offsets = build_tar_member_index(str(whole)).members
+    raw = bytearray(whole.read_bytes())
+    header = offsets["sa_3.json"][0] - 512
+    raw[header + 130] ^= 0x01  # a size digit changes: the checksum no longer matches
+    (tmp_path / "sa_000006.tar").write_bytes(bytes(raw))
+    index = build_tar_member_index(str(tmp_path / "sa_000006.tar"))
+    assert list(index.members) == ["sa_3.jpg"] and "corrupt header" in index.damage and index.last_good == "sa_3.jpg"
