@@ -178,6 +178,19 @@ def test_extracted_folders_join_like_tars(reference, embed, tmp_path):
         assert plain(attached(reference, config, tmp_path, source=folders)) == embed_rows(embed, config)
 
 
+def test_an_fsspec_url_joins_like_a_local_folder(reference, embed, tmp_path):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for tar_path in SA1B.glob("sa_*.tar"):
+        memory.pipe(f"/i13-sa1b/{tar_path.name}", tar_path.read_bytes())
+    try:
+        rows = plain(attached(reference, "sa1b-en-multi", tmp_path, source="memory://i13-sa1b"))
+    finally:
+        memory.rm("/i13-sa1b", recursive=True)
+    assert rows == embed_rows(embed, "sa1b-en-multi")
+
+
 def rewritten(dest: Path, drop_tar: str = None, drop_member: tuple = None) -> Path:
     """A copy of the sample's tars without one tar, or with one member of a tar left out."""
     dest.mkdir(parents=True)
