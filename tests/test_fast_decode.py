@@ -26,7 +26,17 @@ from svitpipe.training.fast_decode import (
     target_size,
 )
 
+BICUBIC = Image.Resampling.BICUBIC
 SA1B_SIZE = (1500, 2250)  # (width, height), the size of a typical SA-1B image
+VG_SIZE = (500, 375)  # a typical Visual Genome image
+MAX_MEAN_ERROR = 2.0  # levels of 0-255: the bound every backend is held to against the full decode + bicubic resize
+BACKENDS = fast_decode.available_backends()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """Each decode backend installed here (OpenCV only with the fast-decode extra; Pillow always)."""
+    return request.param
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **save_kwargs) -> bytes:
@@ -182,24 +192,25 @@ def spy_resize(monkeypatch) -> list[tuple]:
 
 def test_decode_resized_resizes_from_the_reduced_image(sa1b_jpeg, monkeypatch):
     seen = spy_resize(monkeypatch)
-    assert decode_resized(sa1b_jpeg, 448).shape == (448, 299, 3)
+    assert decode_resized(sa1b_jpeg, 448, backend="pillow").shape == (448, 299, 3)
     # 2250 / 4 = 562.5: the last decoded row is half outside the original, so resize() is told the exact region.
     assert seen == [((375, 563), (0, 0, 375.0, 562.5))]
     seen.clear()
-    assert decode_resized(sa1b_jpeg, 448, reduce="none").shape == (448, 299, 3)
+    assert decode_resized(sa1b_jpeg, 448, reduce="none", backend="pillow").shape == (448, 299, 3)
     assert seen == [(SA1B_SIZE, None)]
 
 
 @pytest.mark.parametrize("size", [224, 448])
 @pytest.mark.parametrize("fit", ["longest", "shortest", "square"])
-def test_draft_close_to_full_decode(sa1b_jpeg, size, fit):
-    fast = decode_resized(sa1b_jpeg, size, fit=fit)
-    assert mean_abs_error(fast, reference(sa1b_jpeg, size, fit)) < 3
-    assert mean_abs_error(fast, decode_resized(sa1b_jpeg, size, fit=fit, reduce="none")) < 3
+def test_draft_close_to_full_decode(sa1b_jpeg, size, fit, backend):
+    fast = decode_resized(sa1b_jpeg, size, fit=fit, backend=backend)
+    assert mean_abs_error(fast, reference(sa1b_jpeg, size, fit)) < MAX_MEAN_ERROR
+    assert mean_abs_error(fast, decode_resized(sa1b_jpeg, size, fit=fit, reduce="none")) < MAX_MEAN_ERROR
 
 
 def test_baseline_is_the_plain_full_decode_and_resize(sa1b_jpeg):
-    np.testing.assert_array_equal(decode_resized(sa1b_jpeg, 448, reduce="none"), reference(sa1b_jpeg, 448, "longest"))
+    np.testing.assert_array_equal(decode_resized(sa1b_jpeg, 448, reduce="none", backend="pillow"),
+                                  reference(sa1b_jpeg, 448, "longest"))
 
 
 def test_error_metric_sees_a_wrong_image(sa1b_jpeg):
@@ -219,46 +230,51 @@ def test_png_falls_back_to_full_decode(monkeypatch):
     image, target, box = open_reduced(data, 224)
     assert image.size == (900, 600) and box is None and target == (224, 149)
     seen = spy_resize(monkeypatch)
-    fast = decode_resized(data, 224)
+    fast = decode_resized(data, 224, backend="pillow")
     assert seen == [((900, 600), None)]
-    np.testing.assert_array_equal(fast, decode_resized(data, 224, reduce="none"))
+    np.testing.assert_array_equal(fast, decode_resized(data, 224, reduce="none", backend="pillow"))
     np.testing.assert_array_equal(fast, reference(data, 224, "longest"))
 
 
-def test_grayscale_jpeg_becomes_rgb():
+def test_grayscale_jpeg_becomes_rgb(backend):
     gray = photo_like(800, 600).convert("L")
     data = encode(gray, quality=90)
-    array = decode_resized(data, 200)
+    array = decode_resized(data, 200, backend=backend)
     assert array.shape == (150, 200, 3)
     np.testing.assert_array_equal(array[..., 0], array[..., 1])
     np.testing.assert_array_equal(array[..., 0], array[..., 2])
     assert mean_abs_error(array, reference(data, 200, "longest")) < 3
 
 
-def test_cmyk_jpeg_becomes_rgb():
+def test_cmyk_jpeg_becomes_rgb(backend):
     data = encode(photo_like(800, 600).convert("CMYK"), quality=90)
     with Image.open(io.BytesIO(data)) as check:
         assert check.mode == "CMYK"
     image, _, _ = open_reduced(data, 200)
     assert image.size == (200, 150)  # 1/4: CMYK JPEGs are reduced too
-    array = decode_resized(data, 200)
+    array = decode_resized(data, 200, backend=backend)
     assert array.shape == (150, 200, 3)
     assert mean_abs_error(array, reference(data, 200, "longest")) < 3
 
 
 @pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "1"])
-def test_png_modes_become_rgb(mode):
+def test_png_modes_become_rgb(mode, backend):
     source = photo_like(300, 200).convert(mode)
     data = encode(source, "PNG")
-    array = decode_resized(data, 150)
-    assert array.shape == (100, 150, 3) and array.dtype == np.uint8
-    np.testing.assert_array_equal(array, reference(data, 150, "longest"))
+    # At the stored size nothing is resampled: every backend must give Pillow's own conversion exactly.
+    same_size = decode_resized(data, 300, backend=backend)
+    assert same_size.shape == (200, 300, 3) and same_size.dtype == np.uint8 and same_size.flags.writeable
+    np.testing.assert_array_equal(same_size, reference(data, 300, "longest"))
+    array = decode_resized(data, 150, backend=backend)
+    assert array.shape == (100, 150, 3)
+    if backend == "pillow":
+        np.testing.assert_array_equal(array, reference(data, 150, "longest"))
 
 
-def test_sixteen_bit_png_is_scaled_not_clipped():
+def test_sixteen_bit_png_is_scaled_not_clipped(backend):
     values = np.tile(np.linspace(0, 65535, 256, dtype=np.uint16), (64, 1))
     data = encode(Image.fromarray(values), "PNG")
-    array = decode_resized(data, 256)  # 256x64 -> same size: no resampling
+    array = decode_resized(data, 256, backend=backend)  # 256x64 -> same size: no resampling
     assert array.shape == (64, 256, 3)
     np.testing.assert_array_equal(array[0, :, 0], (values[0] >> 8).astype(np.uint8))
 
@@ -416,3 +432,101 @@ def test_module_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False", "importing svitpipe.training.fast_decode imported torch"
+
+
+# --------------------------------------------------------------------------
+# Backends: the same pixels whichever runs
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [336, 448, 1024])
+@pytest.mark.parametrize("shape", [SA1B_SIZE, SA1B_SIZE[::-1], VG_SIZE, (800, 600)])
+def test_every_backend_within_the_error_bound(backend, shape, size):
+    data = encoded_photo(*shape)
+    fast = decode_resized(data, size, backend=backend)
+    assert fast.dtype == np.uint8 and fast.flags.writeable and fast.flags.c_contiguous
+    assert mean_abs_error(fast, reference(data, size, "longest")) < MAX_MEAN_ERROR
+
+
+def test_backends_agree_with_each_other(sa1b_jpeg):
+    arrays = {name: decode_resized(sa1b_jpeg, 448, backend=name) for name in BACKENDS}
+    for name, array in arrays.items():
+        assert mean_abs_error(array, arrays["pillow"]) < MAX_MEAN_ERROR, name
+
+
+def test_backend_names():
+    assert BACKENDS[-1] == "pillow" and set(BACKENDS) <= {"opencv", "pillow"}
+    assert fast_decode.resolve_backend("auto") == BACKENDS[0]
+    assert fast_decode.resolve_backend("pillow") == "pillow"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fast_decode.resolve_backend("turbo")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        DecodeTransform(64, backend="turbo")
+
+
+def run_without_opencv(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter where ``import cv2`` fails, as on a machine without the fast-decode extra."""
+    repo_root = Path(fast_decode.__file__).resolve().parents[2]
+    blocked = "import sys; sys.modules['cv2'] = None\n" + code
+    return subprocess.run([sys.executable, "-c", blocked], cwd=repo_root, capture_output=True, text=True)
+
+
+def test_without_opencv_auto_is_pillow_and_opencv_says_how_to_install(sa1b_jpeg, tmp_path):
+    image_file = tmp_path / "sa1b.jpg"
+    image_file.write_bytes(sa1b_jpeg)
+    code = (
+        "from svitpipe.training import fast_decode as f\n"
+        f"data = open({str(image_file)!r}, 'rb').read()\n"
+        "print(f.available_backends(), f.resolve_backend('auto'), f.decode_resized(data, 448).shape)\n"
+        "try:\n    f.DecodeTransform(64, backend='opencv')\nexcept ImportError as e:\n    print(e)\n"
+    )
+    result = run_without_opencv(code)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.strip().splitlines()
+    assert first == "('pillow',) pillow (448, 299, 3)"
+    assert "pip install 'svit-internvl[fast-decode]'" in second
+
+
+# --------------------------------------------------------------------------
+# EXIF orientation: the frame datasets.Image decodes to
+# --------------------------------------------------------------------------
+
+
+def oriented_jpeg(orientation: int, size=(64, 32)) -> bytes:
+    """A stored 64x32 JPEG with distinct quadrants, tagged with ``orientation``."""
+    width, height = size
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[: height // 2, : width // 2] = (250, 10, 10)
+    pixels[: height // 2, width // 2 :] = (10, 250, 10)
+    pixels[height // 2 :, : width // 2] = (10, 10, 250)
+    pixels[height // 2 :, width // 2 :] = (240, 240, 20)
+    exif = Image.Exif()
+    exif[fast_decode.EXIF_ORIENTATION_TAG] = orientation
+    return encode(Image.fromarray(pixels), quality=95, exif=exif.tobytes())
+
+
+def as_datasets_decodes(data: bytes) -> Image.Image:
+    return datasets.Image().decode_example({"bytes": data, "path": None}).convert("RGB")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_datasets_does(orientation, backend):
+    data = oriented_jpeg(orientation)
+    decoded = as_datasets_decodes(data)
+    size = max(decoded.size)  # the same size: no resampling, only the turn
+    array = decode_resized(data, size, backend=backend)
+    assert array.shape == (decoded.height, decoded.width, 3)
+    assert mean_abs_error(array, np.asarray(decoded)) < MAX_MEAN_ERROR
+    assert array.flags.c_contiguous and array.flags.writeable
+    smaller = decode_resized(data, 16, backend=backend)  # resized then turned: still the decoded frame
+    expected = np.asarray(decoded.resize(target_size(decoded.width, decoded.height, 16, "longest"), BICUBIC))
+    assert mean_abs_error(smaller, expected) < 12  # 16 px of hard-edged quadrants: edges dominate the error
+
+
+def test_exif_orientation_of_an_unreadable_block_is_as_stored():
+    data = oriented_jpeg(1)
+    with Image.open(io.BytesIO(data)) as image:
+        assert fast_decode.exif_orientation(image) == 1
+    broken = encode(Image.new("RGB", (8, 4)), exif=b"Exif\x00\x00MM\x00*garbage")
+    with Image.open(io.BytesIO(broken)) as image:
+        assert fast_decode.exif_orientation(image) == 1

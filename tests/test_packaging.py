@@ -29,7 +29,8 @@ PROJECT = PYPROJECT["project"]
 PACKAGE_SOURCES = sorted((REPO_ROOT / "svitpipe").rglob("*.py")) + [REPO_ROOT / "svit_internvl.py", REPO_ROOT / "upload.py"]
 # Imports that only some features need: module -> (the extra that declares it, its distribution). Named here, not
 # looked up, since an optional dependency need not be installed (the README's set-up leaves Ray out).
-OPTIONAL_IMPORTS = {"torch": ("train", "torch"), "ray": ("ray", "ray")}
+OPTIONAL_IMPORTS = {"torch": ("train", "torch"), "ray": ("ray", "ray"),
+                    "cv2": ("fast-decode", "opencv-python-headless")}
 
 
 def requirement_set(lines) -> set[str]:
@@ -51,6 +52,7 @@ def requirements_file(name: str) -> set[str]:
         ("requirements.txt", PROJECT["dependencies"]),
         ("requirements-test.txt", PROJECT["optional-dependencies"]["test"]),
         ("requirements-ray.txt", PROJECT["optional-dependencies"]["ray"]),
+        ("requirements-fast-decode.txt", PROJECT["optional-dependencies"]["fast-decode"]),
     ],
 )
 def test_requirements_files_agree_with_pyproject(file_name, declared):
