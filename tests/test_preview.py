@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,15 +20,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from publish_fixtures import ALL_CONFIGS, sample_build, shard_paths
+from local_hub import run_with_hub, serve_dataset_repos
+from publish_fixtures import ALL_CONFIGS, REPO_ROOT, copy_published, sample_build, shard_paths
 from svitpipe import cli
 from svitpipe.features import CONFIGS
 from svitpipe.preview import build_preview
 from svitpipe.preview.browser import dump_dom, find_chromium, screenshot
 from svitpipe.preview.folder import open_built_folder
-from svitpipe.preview.render import PALETTE, PAD_COLOUR, box_shapes, frame_for, phrase_colours
+from svitpipe.preview.render import PALETTE, PAD_COLOUR, _thumbnail_html, box_shapes, frame_for, phrase_colours
 from svitpipe.preview.scan import FixedHistogram, Reservoir, scan_config
-from svitpipe.preview.thumbnails import THUMBNAIL_SIDE, Thumbnail, thumbnail_size
+from svitpipe.preview.thumbnails import THUMBNAIL_SIDE, Thumbnail, thumbnail_size, write_thumbnail
 from svitpipe.testing.fake_upstream import draw_jpeg
 from svitpipe.training.boxes import to_llava_square
 
@@ -107,6 +106,14 @@ def test_fixed_histogram_rejects_edges_that_do_not_increase():
                                             ((2000, 10), (224, 1)), ((64, 64), (224, 224))])
 def test_thumbnail_size_fits_the_longer_side(size, expected):
     assert thumbnail_size(*size) == expected
+
+
+def test_an_image_that_does_not_decode_is_said_so_on_the_page(tmp_path):
+    assert write_thumbnail(b"not a JPEG", str(tmp_path), "thumbnails/x/0.jpg") is None
+    assert not (tmp_path / "thumbnails").exists()
+    thumbnail = write_thumbnail(draw_jpeg(40, 30, seed=2), str(tmp_path), "thumbnails/x/1.jpg")
+    assert (thumbnail.width, thumbnail.height, thumbnail.image_width, thumbnail.image_height) == (224, 168, 40, 30)
+    assert "image does not decode" in _thumbnail_html(None, "VG_100K/9.jpg", None, "as-written")
 
 
 def test_phrase_colours_share_a_colour_across_case_and_cycle():
@@ -333,8 +340,8 @@ def near(pixel, colour, tolerance=40) -> bool:
 
 GRID_COLUMNS = 10
 THUMBNAILS_ONLY = f"""<style>
-header, h2, h3, p, dl, table, .plots, ol, svg.boxes {{ display: none !important; }}
-section, .rows, article, .images {{ display: contents; }}
+header, h2, h3, p, dl, table, .plots, .text, svg.boxes {{ display: none !important; }}
+section, .rows, article, .images {{ display: contents !important; }}
 body {{ display: grid; grid-template-columns: repeat({GRID_COLUMNS}, {THUMBNAIL_SIDE}px);
         grid-auto-rows: {THUMBNAIL_SIDE}px; gap: 0; padding: 0; }}
 .frame {{ width: {THUMBNAIL_SIDE}px !important; height: {THUMBNAIL_SIDE}px !important; }}
@@ -424,3 +431,22 @@ def test_boxes_are_drawn_where_their_coordinates_put_them(built, page, square_pa
     assert near(pixels[cy, cx], thumbnail[cy - top, cx - left], 24)
     # and away from every box, too
     assert near(pixels[top + 3, left + 3], thumbnail[3, 3], 24)
+
+
+def test_a_hub_repo_gives_the_same_numbers_as_its_folder(built, page, tmp_path):
+    """``--data org/name`` reads the pushed folder through ``hf://`` (here a local Hub server on 127.0.0.1)."""
+    folder = copy_published(built, tmp_path / "repo")
+    out = tmp_path / "hub-page"
+    with serve_dataset_repos({"acme/svit-internvl": folder}, tmp_path / "hub") as endpoint:
+        run_with_hub(
+            "import sys; from svitpipe.preview import main; "
+            f"sys.exit(main(['--data', 'acme/svit-internvl', '--configs', 'referring', 'sa1b-en-multi', "
+            f"'--rows', '{ALL_ROWS}', '--out', {str(out)!r}]))",
+            endpoint, cwd=REPO_ROOT,
+        )
+    from_hub, local = read_page(out / "index.html"), read_page(page)
+    assert list(from_hub) == ["referring", "sa1b-en-multi"]
+    for config, section in from_hub.items():
+        assert section["numbers"] == local[config]["numbers"]
+        assert section["kinds"] == local[config]["kinds"]
+        assert [row["data-row-id"] for row in section["rows"]] == [row["data-row-id"] for row in local[config]["rows"]]

@@ -35,7 +35,7 @@ def histogram_svg(histogram: FixedHistogram, salt: str) -> str:
     labels = [histogram.bin_label(i) for i in range(first, last)]
     counts = histogram.counts[first:last]
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt, "font.size": 8}):
-        figure = Figure(figsize=(3.6, 2.1), dpi=100, layout="constrained")
+        figure = Figure(figsize=(3.0, 1.7), dpi=100, layout="constrained")
         axes = figure.subplots()
         axes.bar(np.arange(len(counts)), counts, width=0.85, color=_BAR_COLOUR)
         step = max(1, int(np.ceil(len(labels) / 8)))

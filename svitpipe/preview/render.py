@@ -249,7 +249,8 @@ def _row_html(config: str, index: int, sample_row, thumbnails: Sequence[tuple[st
         f'<article class="row" id="{_e(config)}-row-{index}" data-position="{sample_row.position}" '
         f'data-row-id="{_e(row["id"])}">'
         f'<div class="images">{"".join(images)}</div>'
-        f'<p class="meta">{" · ".join(meta)}</p><ol class="turns">{shown}</ol>{more}</article>'
+        f'<div class="text"><p class="meta">{" · ".join(meta)}</p><ol class="turns">{shown}</ol>{more}</div>'
+        "</article>"
     )
 
 
@@ -344,11 +345,13 @@ dt { font-size: 11px; color: #555; } dd { margin: 0; font-weight: 600; }
 table.kinds { border-collapse: collapse; font-size: 12px; margin-bottom: 8px; }
 table.kinds td, table.kinds th { border: 1px solid #ddd; padding: 2px 6px; text-align: left; }
 .plots { display: flex; flex-wrap: wrap; gap: 8px; }
-figure.plot { margin: 0; width: 360px; } figure.plot svg { display: block; width: 360px; height: 210px; }
+figure.plot { margin: 0; width: 300px; } figure.plot svg { display: block; width: 300px; height: 170px; }
 figcaption { font-size: 11px; color: #444; }
 .rows { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
-article.row { width: 480px; border: 1px solid #ddd; border-radius: 6px; padding: 8px; box-sizing: border-box; }
-.images { display: flex; flex-wrap: wrap; gap: 6px; }
+article.row { width: 600px; border: 1px solid #ddd; border-radius: 6px; padding: 8px; box-sizing: border-box;
+              display: flex; flex-wrap: wrap; gap: 0 10px; align-items: flex-start; }
+.images { display: flex; flex-wrap: wrap; gap: 6px; max-width: 100%; }
+.text { flex: 1 1 220px; min-width: 0; }
 .frame { position: relative; overflow: hidden; flex: none; }
 .frame.padded { background: #7a7468; }
 .frame.broken { width: 224px; height: 100px; background: #fee; font-size: 11px; overflow-wrap: anywhere; }

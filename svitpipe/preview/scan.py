@@ -169,7 +169,6 @@ class ConfigScan:
     histograms: list[FixedHistogram]
     rows_read: int = 0
     flagged_turns: int = 0
-    reference_issues: dict = field(default_factory=dict)
     rows_with_upstream_extra: int = 0
     row_groups_read_for_images: int = 0
 
@@ -210,9 +209,6 @@ def add_table(scan: ConfigScan, table: pa.Table) -> None:
         histograms["box_area"].add((corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1]))
         issues = pc.struct_field(turns, "reference_issues")
         scan.flagged_turns += int(pc.sum(pc.greater(pc.list_value_length(issues), 0)).as_py() or 0)
-        for entry in pc.value_counts(pc.struct_field(pc.list_flatten(issues), "kind")).to_pylist():
-            kind = entry["values"]
-            scan.reference_issues[kind] = scan.reference_issues.get(kind, 0) + entry["counts"]
     scan.rows_with_upstream_extra += rows - table.column("upstream_extra").null_count
     scan.rows_read += rows
 
