@@ -3,6 +3,7 @@
     svit-internvl upload --sample --local-dir build/svit-internvl     # build (and push) Hub-ready shards
     svit-internvl inspect --sample --report findings.json            # what a build would find, nothing built
     svit-internvl export --data build/svit-internvl --config referring --out llava/   # LLaVA JSON + images
+    svit-internvl preview --data build/svit-internvl --out preview/  # a static page: numbers, plots, boxes drawn
     svit-internvl SUBCOMMAND --help
 
 ``python -m svitpipe`` runs the same command.
@@ -45,11 +46,18 @@ def _export(argv: list[str]) -> int:
     return main(argv, prog=f"{PROG} export")
 
 
+def _preview(argv: list[str]) -> int:
+    from .preview import main
+
+    return main(argv, prog=f"{PROG} preview")
+
+
 # name -> (what it does, how to run it); each subcommand parses its own arguments.
 SUBCOMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "upload": ("build Hub-ready Parquet shards, a dataset card and infos; optionally push them", _upload),
     "inspect": ("say what a build would find (records, rows, skips and flags by kind), building nothing", _inspect),
     "export": ("export a built config as a LLaVA JSON file plus an image folder", _export),
+    "preview": ("write a static preview page of a built folder: numbers, plots, sampled rows with boxes", _preview),
 }
 
 
