@@ -204,7 +204,8 @@ def test_internvl_form_reads_like_internvl():
     assert out["images"] == [[{"bytes": b"x", "path": "VG_100K/5.jpg"}]]
     assert out["messages"] == [[
         {"role": "user", "content": [
-            {"type": "image", "text": None}, {"type": "text", "text": "Where is <ref>the kite</ref><box>[[100, 200, 350, 400]]</box>?"}]},
+            {"type": "image", "text": None},
+            {"type": "text", "text": "Where is <ref>the kite</ref><box>[[100, 200, 350, 400]]</box>?"}]},
         {"role": "assistant", "content": [{"type": "text", "text": (
             "Above <ref>two people</ref><box>[[600, 300, 700, 900], [720, 310, 800, 950]]</box>.")}]},
     ]]
@@ -220,7 +221,8 @@ def test_reference_mode_sa1b_is_refused():
     refs = datasets.Dataset.from_dict({"id": ["1"], "image_ref": [{"tar": "sa_000000.tar", "member": "sa_1.jpg"}],
                                        "conversations": [[]]}, features=features)
     for data in (refs, refs.to_iterable_dataset()):
-        with pytest.raises(ValueError, match=r"reference mode.*svitpipe\.sa1b\.attach_images\(stream, sa1b_images_source\)"):
+        attach = r"svitpipe\.sa1b\.attach_images\(stream, sa1b_images_source\)"
+        with pytest.raises(ValueError, match=r"reference mode.*" + attach):
             training_view(data, "sa1b-en-single")
 
 
@@ -255,7 +257,8 @@ def test_configs_that_would_not_interleave_mix(folder):
         datasets.interleave_datasets([stream(folder, "conversation"), stream(folder, "reasoning")])
     mixed = mix({"referring": stream(folder, "referring"), "sa1b-en-single": stream(folder, "sa1b-en-single")})
     assert [row["source"] for row in mixed.take(4)] == ["referring", "sa1b-en-single"] * 2
-    as_datasets = {name: datasets.load_dataset(str(folder), name, split="train") for name in ("conversation", "reasoning")}
+    as_datasets = {name: datasets.load_dataset(str(folder), name, split="train")
+                   for name in ("conversation", "reasoning")}
     mixed = mix(as_datasets, stopping_strategy="all_exhausted_without_replacement")
     assert isinstance(mixed, datasets.Dataset) and mixed.features == EXPECTED_FEATURES
     assert Counter(mixed["source"]) == {"conversation": 23, "reasoning": 8}
@@ -287,8 +290,10 @@ def test_mix_strategies_what_datasets_does(folder):
     two = ("description", "sa1b-zh-multi")  # 10 rows and 3 rows
     first = list(mix(streams(folder, two)))  # stops when the short one ends: 7 description rows never seen
     assert Counter(row["source"] for row in first) == {"description": 3, "sa1b-zh-multi": 3}
-    oversampled = Counter((row["source"], row["id"]) for row in mix(streams(folder, two), stopping_strategy="all_exhausted"))
-    assert {key for key in oversampled if key[0] == "description"} == {("description", i) for i in expected_ids(folder, "description")}
+    oversampled = Counter(
+        (row["source"], row["id"]) for row in mix(streams(folder, two), stopping_strategy="all_exhausted"))
+    description = {("description", view_id) for view_id in expected_ids(folder, "description")}
+    assert {key for key in oversampled if key[0] == "description"} == description
     assert max(oversampled.values()) > 1  # the short one restarted: its rows repeat
     once = list(mix(streams(folder, two), stopping_strategy="all_exhausted_without_replacement"))
     assert Counter((row["source"], row["id"]) for row in once) == Counter(
@@ -309,7 +314,8 @@ def test_mix_weights():
 
 def test_mix_weights_are_normalised_probabilities(folder):
     weights = {"conversation": 3, "sa1b-en-single": 1}
-    mixed = mix(streams(folder, weights), weights=weights, seed=11, stopping_strategy="all_exhausted_without_replacement")
+    mixed = mix(streams(folder, weights), weights=weights, seed=11,
+                stopping_strategy="all_exhausted_without_replacement")
     views = [training_view(stream(folder, name), name) for name in weights]
     by_hand = datasets.interleave_datasets(views, probabilities=[0.75, 0.25], seed=11,
                                            stopping_strategy="all_exhausted_without_replacement")
@@ -338,3 +344,29 @@ def test_apply_chat_template_one_placeholder_per_image(folder, offline, per):
         seen[row["source"]] += 1
     assert set(seen) == set(ALL_CONFIGS)
     assert sum(seen.values()) == sum(all_expected(folder, per).values())
+
+
+SA_IMAGES = [{"bytes": b"a", "path": "sa_000000/sa_1.jpg"}, {"bytes": b"b", "path": "sa_000000/sa_2.jpg"}]
+SA1B_BATCHES = [
+    ("single", "sa1b-en-single",
+     {"id": ["3"], "image": [SA_IMAGES[0]], "image_path": ["sa_000000/sa_1.jpg"], "width": [10], "height": [20],
+      "caption": ["A harbour."], "source_id": [None], "upstream_extra": [None],
+      "conversations": [[{"from": "human", "value": "<image>\nDescribe."}, {"from": "gpt", "value": "A harbour."}]]},
+     [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Describe."}]},
+      {"role": "assistant", "content": [{"type": "text", "text": "A harbour."}]}], [SA_IMAGES[0]]),
+    ("multi-text-first", "sa1b-zh-multi",
+     {"id": ["4"], "images": [SA_IMAGES], "image_paths": [["sa_000000/sa_1.jpg", "sa_000000/sa_2.jpg"]],
+      "widths": [[10, 10]], "heights": [[20, 20]], "caption": ["两者"], "source_id": ["x"], "upstream_extra": [None],
+      "conversations": [[{"from": "human", "value": "图1: <image>\n图2: <image>\n比较。"}, {"from": "gpt", "value": "两者"}]]},
+     [{"role": "user", "content": [{"type": "text", "text": "图1: "}, {"type": "image", "text": None},
+                                   {"type": "text", "text": "\n图2: "}, {"type": "image", "text": None},
+                                   {"type": "text", "text": "\n比较。"}]},
+      {"role": "assistant", "content": [{"type": "text", "text": "两者"}]}], SA_IMAGES),
+]
+
+
+@pytest.mark.parametrize("config,batch,messages,images", [c[1:] for c in SA1B_BATCHES], ids=[c[0] for c in SA1B_BATCHES])
+def test_view_batch_sa1b(config, batch, messages, images):
+    for options in ({}, {"per": "qa", "box_form": "internvl"}):  # nothing to flatten or render in SA-1B rows
+        assert view_batch(batch, config=config, **options) == {
+            "messages": [messages], "images": [images], "source": [config], "id": [batch["id"][0]]}

@@ -242,7 +242,7 @@ def render_reference(
 ) -> str:
     """One reference: ``<st>phrase<ed> [..], [..]`` (``markers``) or ``phrase [..], [..]``, boxes in ``box_form``
     (clamped to the image with ``clip``, also for ``"normalized"``). ``box_form="internvl"`` writes
-    ``<ref>phrase</ref><box>[[..], [..]]</box>`` in thousandths, whatever ``markers`` says (the tags are its markers)."""
+    ``<ref>phrase</ref><box>[[..], [..]]</box>`` in thousandths, whatever ``markers`` says (its tags mark it)."""
     if box_form not in BOX_FORMS:
         raise ValueError(f"box_form must be one of {BOX_FORMS}, got {box_form!r}")
     written = ", ".join(format_box(_converted(box, box_form, width, height, clip), decimals) for box in boxes)
@@ -272,8 +272,8 @@ def render_referring_text(
     default) reads them with ``scan_references(text)``. Text that is not a region, including a malformed reference
     the scanner reports as an issue, is kept as written, so a turn with one bad reference still renders its good
     ones. ``box_form`` is ``"normalized"`` (as stored), ``"llava_square"`` or ``"pixels"`` (both need ``width`` and
-    ``height``: the row's), ``"thousandths"`` or ``"internvl"`` (InternVL's ``<ref>``/``<box>`` markup); ``clip`` clamps the boxes to the image (module docstring), else
-    boxes outside it are rendered outside it.
+    ``height``: the row's), ``"thousandths"`` or ``"internvl"`` (InternVL's ``<ref>``/``<box>`` markup); ``clip``
+    clamps the boxes to the image (module docstring), else boxes outside it are rendered outside it.
     A reference becomes the phrase (in ``<st>``/``<ed>`` when ``markers``), one space, then its boxes joined by
     ", ". With ``box_form="normalized"``, ``markers=True``, ``decimals=None`` and no ``clip`` the result scans to
     the same phrases and (float32) boxes, only the spacing inside references normalised, so offsets may shift.

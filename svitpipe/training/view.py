@@ -76,11 +76,11 @@ def _check_features(features: Features | None, config: str) -> None:
             "set them with ds.cast(svitpipe.features.features_for(config))"
         )
     image_column = _image_column(config)
-    if image_column not in features and any(column in features for column in _REFERENCE_COLUMNS):
+    references = [column for column in _REFERENCE_COLUMNS if column in features]
+    if image_column not in features and references:
         raise ValueError(
-            f"config {config!r} was given in reference mode (columns {[c for c in _REFERENCE_COLUMNS if c in features]}, "
-            f"no {image_column!r}): call svitpipe.sa1b.attach_images(stream, sa1b_images_source) first, so that rows "
-            "carry their images"
+            f"config {config!r} was given in reference mode (columns {references}, no {image_column!r}): call "
+            "svitpipe.sa1b.attach_images(stream, sa1b_images_source) first, so that rows carry their images"
         )
     missing = [column for column in ("id", image_column, "conversations") if column not in features]
     if missing:
@@ -125,17 +125,13 @@ def view_batch(
     out: dict[str, list] = {name: [] for name in VIEW_FEATURES}
     if CONFIGS[config].family == "svit":
         batch = flatten_svit(batch, per=per)
-        form = BOX_FORMS[box_form] if config == "referring" else None
-        options = {"markers": markers, "clip": clip, "decimals": decimals}
-        rows = (
-            {name: batch[name][index] for name in ("id", "image", "width", "height", "conversations")}
-            for index in range(len(batch["id"]))
-        )
+        columns = ("id", "image", "width", "height", "conversations")
     else:
-        form = None
         columns = ("id", _image_column(config), "conversations")
-        rows = ({name: batch[name][index] for name in columns} for index in range(len(batch["id"])))
-    for row in rows:
+    form = BOX_FORMS[box_form] if config == "referring" else None
+    options = {"markers": markers, "clip": clip, "decimals": decimals}
+    for index in range(len(batch["id"])):
+        row = {name: batch[name][index] for name in columns}
         if form is not None:
             [conversation] = row["conversations"]
             row["conversations"] = [_rendered_conversation(conversation, form, row["width"], row["height"], options)]
@@ -192,7 +188,9 @@ def _probabilities(configs: list[str], weights: Mapping[str, float] | None) -> l
     values = [weights[config] for config in configs]
     # A zero weight would never draw its config, so "all_exhausted" strategies would never end: leave it out instead.
     if any(not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 for v in values):
-        raise ValueError(f"weights must be positive numbers (leave a config out rather than weigh it 0), got {dict(weights)}")
+        raise ValueError(
+            f"weights must be positive numbers (leave a config out rather than weigh it 0), got {dict(weights)}"
+        )
     total = float(sum(values))
     return [value / total for value in values]
 
@@ -208,9 +206,10 @@ def mix(
     with ``datasets.interleave_datasets``.
 
     ``weights`` (``{config: weight}`` for every config, normalised to probabilities) draws each row's source at
-    random with ``seed``; ``None`` takes the sources in turn. ``stopping_strategy`` is ``datasets``': ``"first_exhausted"``
-    stops when one source ends, ``"all_exhausted"`` restarts ended sources until all have ended (rows repeat),
-    ``"all_exhausted_without_replacement"`` gives every row of every source exactly once (an epoch of the mixture).
+    random with ``seed``; ``None`` takes the sources in turn. ``stopping_strategy`` is ``datasets``':
+    ``"first_exhausted"`` stops when one source ends, ``"all_exhausted"`` restarts ended sources until all have
+    ended (rows repeat), ``"all_exhausted_without_replacement"`` gives every row of every source exactly once (an
+    epoch of the mixture; also per DataLoader worker, each reading its share of every source's shards).
     ``view_options`` (``per``, ``box_form``, ``markers``, ``clip``, ``decimals``) go to every view.
     """
     if not datasets_by_config:
