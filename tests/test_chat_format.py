@@ -1,10 +1,15 @@
 """Tests for svitpipe.training.chat_format: flattening SVIT rows, chat messages and LLaVA records, on hand-made and sample rows."""
 
+import io
+
 import datasets
+import PIL.Image
 import pytest
+import torch
 from datasets import Features, Image, Value
 
 from conftest import ALL_CONFIGS, SVIT_CONFIGS, new_builder, prepare, sample_svit_records
+from publish_fixtures import sample_build
 from svitpipe.features import CONFIGS, svit_features
 from svitpipe.training.chat_format import (
     chat_messages_features,
@@ -489,3 +494,56 @@ def test_sample_llava_records(stream_rows, config_name):
                 t["value"] for i, t in enumerate(turns) if i != first_human]
         else:
             assert values == [t["value"] for t in turns]
+
+
+# --------------------------------------------------------------------------
+# What flattened rows hold: decoded images, on streams too, and through a DataLoader
+# --------------------------------------------------------------------------
+
+
+def _pixels(data: bytes) -> tuple:
+    with PIL.Image.open(io.BytesIO(data)) as image:
+        return image.size, image.tobytes()
+
+
+@pytest.mark.parametrize("per", ["conversation", "qa"])
+@pytest.mark.parametrize("kind", ["Dataset", "IterableDataset", "IterableDataset-threaded-decode"])
+def test_flattened_rows_hold_decoded_images(builders, stream_rows, kind, per):
+    builder = builders("conversation")
+    if kind == "Dataset":
+        ds = prepare(builder)
+    else:
+        ds = builder.as_streaming_dataset(split="train")
+        if kind.endswith("threaded-decode"):  # what load_dataset sets up for a remote stream
+            ds = ds.decode(num_threads=2)
+    flat = flatten_svit_dataset(ds, per=per)
+    assert flat.features["image"] == Image()
+    originals = {row["image_id"]: row["image"]["bytes"] for row in stream_rows("conversation")}
+    rows = list(flat)
+    assert len(rows) == expected_pieces("conversation", per)
+    for row in rows:
+        assert isinstance(row["image"], PIL.Image.Image)
+        assert (row["image"].size, row["image"].tobytes()) == _pixels(originals[row["image_id"]])
+    # the same rows undecoded: the original bytes, never re-encoded
+    undecoded = flat.decode(False) if kind != "Dataset" else flat.cast_column("image", Image(decode=False))
+    assert [(row["id"], row["image"]["bytes"]) for row in undecoded] == [
+        (row["id"], originals[row["image_id"]]) for row in rows]
+
+
+@pytest.fixture(scope="module")
+def built_folder(tmp_path_factory):
+    return sample_build(tmp_path_factory)
+
+
+@pytest.mark.parametrize("per", ["conversation", "qa"])
+def test_flattened_stream_through_a_dataloader(built_folder, per):
+    stream = datasets.load_dataset(str(built_folder), "conversation", split="train", streaming=True)
+    assert stream.num_shards >= 2
+    flat = flatten_svit_dataset(stream, per=per)
+    loader = torch.utils.data.DataLoader(flat, num_workers=2, batch_size=4, collate_fn=list)
+    rows = [row for batch in loader for row in batch]
+    assert len(rows) == expected_pieces("conversation", per)
+    assert len({row["id"] for row in rows}) == len(rows)
+    for row in rows:
+        assert isinstance(row["image"], PIL.Image.Image)
+        assert row["image"].size == (row["width"], row["height"])

@@ -9,6 +9,8 @@ Forms:
 * **thousandths**: integers 0-1000, ``round(v * 1000)``; the grounding form of InternVL and Qwen-VL.
 * **llava_square**: LLaVA-v1.5's form, relative to the image padded (centred) to a square of side
   ``max(width, height)``, rounded to 3 decimals, as LLaVA-v1.5's SVIT data writes it.
+* **internvl**: a rendering only (:func:`render_reference`): thousandths in InternVL's grounding markup,
+  ``<ref>phrase</ref><box>[[x1, y1, x2, y2], ...]</box>``, every box of a phrase in one ``<box>``.
 
 All functions are pure; ``round`` is Python's (ties to even), as upstream's converter used it.
 
@@ -50,7 +52,7 @@ __all__ = [
     "to_thousandths",
 ]
 
-BOX_FORMS = ("normalized", "llava_square", "pixels", "thousandths")
+BOX_FORMS = ("normalized", "llava_square", "pixels", "thousandths", "internvl")
 LLAVA_SQUARE_DECIMALS = 3
 
 Box = Sequence[float]
@@ -218,7 +220,7 @@ def _region_fields(region: RegionLike) -> tuple[str, list, int, int]:
 def _converted(box: Box, box_form: str, width: int | None, height: int | None, clip: bool) -> tuple:
     if box_form == "normalized":
         return _normalized(_check_box(box), clip)
-    if box_form == "thousandths":
+    if box_form in ("thousandths", "internvl"):
         return to_thousandths(box, clip=clip)
     if width is None or height is None:
         raise ValueError(f"box_form={box_form!r} needs the image's width and height")
@@ -239,12 +241,15 @@ def render_reference(
     clip: bool = False,
 ) -> str:
     """One reference: ``<st>phrase<ed> [..], [..]`` (``markers``) or ``phrase [..], [..]``, boxes in ``box_form``
-    (clamped to the image with ``clip``, also for ``"normalized"``)."""
+    (clamped to the image with ``clip``, also for ``"normalized"``). ``box_form="internvl"`` writes
+    ``<ref>phrase</ref><box>[[..], [..]]</box>`` in thousandths, whatever ``markers`` says (its tags mark it)."""
     if box_form not in BOX_FORMS:
         raise ValueError(f"box_form must be one of {BOX_FORMS}, got {box_form!r}")
     written = ", ".join(format_box(_converted(box, box_form, width, height, clip), decimals) for box in boxes)
     if not written:
         raise ValueError(f"reference {phrase!r} has no boxes")
+    if box_form == "internvl":
+        return f"<ref>{phrase}</ref><box>[{written}]</box>"
     return (f"<st>{phrase}<ed>" if markers else phrase) + " " + written
 
 
@@ -267,8 +272,8 @@ def render_referring_text(
     default) reads them with ``scan_references(text)``. Text that is not a region, including a malformed reference
     the scanner reports as an issue, is kept as written, so a turn with one bad reference still renders its good
     ones. ``box_form`` is ``"normalized"`` (as stored), ``"llava_square"`` or ``"pixels"`` (both need ``width`` and
-    ``height``: the row's) or ``"thousandths"``; ``clip`` clamps the boxes to the image (module docstring), else
-    boxes outside it are rendered outside it.
+    ``height``: the row's), ``"thousandths"`` or ``"internvl"`` (InternVL's ``<ref>``/``<box>`` markup); ``clip``
+    clamps the boxes to the image (module docstring), else boxes outside it are rendered outside it.
     A reference becomes the phrase (in ``<st>``/``<ed>`` when ``markers``), one space, then its boxes joined by
     ", ". With ``box_form="normalized"``, ``markers=True``, ``decimals=None`` and no ``clip`` the result scans to
     the same phrases and (float32) boxes, only the spacing inside references normalised, so offsets may shift.

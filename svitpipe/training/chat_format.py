@@ -34,10 +34,12 @@ __all__ = [
     "flatten_svit",
     "flatten_svit_dataset",
     "image_parts",
+    "map_undecoded",
     "qa_pairs",
     "to_chat_messages",
     "to_chat_messages_fn",
     "to_llava_record",
+    "undecoded_images",
 ]
 
 FLATTEN_UNITS = ("conversation", "qa")
@@ -140,12 +142,47 @@ def flatten_svit(batch: Mapping[str, list], per: str = "conversation") -> dict[s
     return flat
 
 
+def undecoded_images(ds: Dataset | IterableDataset, columns: list[str]) -> Dataset | IterableDataset:
+    """``ds`` reading ``columns`` (``Image`` or lists of ``Image``) as ``{"bytes", "path"}`` dicts, a metadata change.
+
+    On an ``IterableDataset`` this is ``decode(False)``, which also drops a threaded decoding step ``load_dataset``
+    may have added (casting the column alone would leave that step decoding).
+    """
+    if isinstance(ds, IterableDataset):
+        return ds.decode(False)
+    for column in columns:
+        feature = ds.features[column]
+        ds = ds.cast_column(column, List(Image(decode=False)) if isinstance(feature, List) else Image(decode=False))
+    return ds
+
+
+def map_undecoded(ds: Dataset | IterableDataset, function: Callable, image_columns: list[str], features: Features,
+                  **map_kwargs) -> Dataset | IterableDataset:
+    """``ds.map(function, batched=True)`` over undecoded images, giving a dataset of ``features`` whose rows hold what
+    ``features`` says (images decoded on access where it says ``Image(decode=True)``).
+
+    ``function`` maps a batch whose ``image_columns`` hold ``{"bytes", "path"}`` dicts to a batch of ``features``'
+    columns. On a ``Dataset`` the output is written with ``features``. On an ``IterableDataset`` the map is left
+    untyped and ``features`` are set with ``cast``: ``datasets`` applies (encodes, then decodes) the features of a
+    stream only on rows of an untyped step, so a map typed with ``features`` would hand out its function's
+    ``{"bytes", "path"}`` dicts as they are, whatever a later ``cast`` declares. Left untyped, rows are decoded
+    when read, and ``.decode(False)`` or ``.decode(num_threads=...)`` on the result work as on any stream.
+    """
+    undecoded = undecoded_images(ds, image_columns)
+    remove = list(undecoded.features)
+    if isinstance(undecoded, IterableDataset):
+        mapped = undecoded.map(function, batched=True, remove_columns=remove, **map_kwargs)
+        return mapped.cast(features)
+    return undecoded.map(function, batched=True, remove_columns=remove, features=features, **map_kwargs)
+
+
 def flatten_svit_dataset(ds: Dataset | IterableDataset, per: str = "conversation", **map_kwargs):
     """:func:`flatten_svit` over a whole ``Dataset`` or ``IterableDataset`` of an SVIT config, images undecoded.
 
-    The ``image`` column is cast to ``Image(decode=False)`` (a metadata change, no copy), mapped with
-    ``batched=True`` (``map_kwargs``, e.g. ``batch_size`` or ``num_proc``, are passed on), then cast back to the
-    input's image feature, so the result has the input's features and the original image bytes.
+    The ``image`` column is read as ``{"bytes", "path"}`` while mapping (``batched=True``; ``map_kwargs``, e.g.
+    ``batch_size`` or ``num_proc``, are passed on), so no image is decoded or re-encoded; the result has the input's
+    features, and its rows hold what they say: with the input's ``Image()``, a decoded ``PIL.Image`` of the original
+    bytes (on a stream too); ``.decode(False)`` on the result gives the bytes.
     """
     if per not in FLATTEN_UNITS:
         raise ValueError(f"per must be one of {FLATTEN_UNITS}, got {per!r}")
@@ -155,17 +192,7 @@ def flatten_svit_dataset(ds: Dataset | IterableDataset, per: str = "conversation
             "flatten_svit_dataset needs an SVIT dataset with known features, including 'image' and 'conversations'; "
             f"got features {features}"
         )
-    image_feature = features["image"]
-    undecoded = ds.cast_column("image", Image(decode=False))
-    flat = undecoded.map(
-        flatten_svit,
-        batched=True,
-        fn_kwargs={"per": per},
-        remove_columns=list(undecoded.features),
-        features=undecoded.features,
-        **map_kwargs,
-    )
-    return flat.cast_column("image", image_feature)
+    return map_undecoded(ds, partial(flatten_svit, per=per), ["image"], features, **map_kwargs)
 
 
 # --------------------------------------------------------------------------
