@@ -30,7 +30,7 @@ from ..features import (
     SVIT_HOMEPAGE,
     config_info,
 )
-from .parquet_layout import ParquetLayout
+from .parquet_layout import VIEWER_ROW_GROUP_BYTES_LIMIT, ParquetLayout
 from .units import MIN_PARALLEL_SHARDS, SHARD_MULTIPLE, SPLIT, ConfigBuild
 
 MIN_DATASETS_VERSION = "4.0.0"
@@ -377,7 +377,9 @@ def _how_made(facts: CardFacts) -> list[str]:
         "## How this was made",
         "",
         "With the svit-internvl project's `upload.py`, from the upstream files, streamed record by record. Parquet "
-        f"layout: row groups of at most {layout.rows_per_row_group} rows, {images} and text compressed with "
+        f"layout: row groups of at most {layout.rows_per_row_group} rows and at most "
+        f"{layout.max_row_group_bytes:,} bytes uncompressed (whichever comes first; the Dataset Viewer reads up to "
+        f"{VIEWER_ROW_GROUP_BYTES_LIMIT:,} at once), {images} and text compressed with "
         f"{layout.text_compression}, {dedup}.",
         "",
     ]
