@@ -17,7 +17,7 @@ One folder per stage; a row travels source -> record -> example -> unit -> part 
 * ``publish/``: ``units`` (unit -> parts -> shards), ``parquet_layout``, ``engines`` (local processes or Ray),
   ``card``, ``checks``, ``hub_push``, and ``upload`` (the command).
 * ``training/``: helpers for training on the published shards: ``chat_format``, ``boxes``, ``fast_decode``,
-  ``llava_export``.
+  ``export``.
 * ``testing/``: ``fake_upstream``, writers of files laid out like the upstream ones (tests, benchmarks, the sample).
 * ``sample/``: the bundled sample sources (``SAMPLE_SOURCES``); ``cli``: the ``svit-internvl`` command.
 

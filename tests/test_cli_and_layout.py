@@ -130,7 +130,7 @@ def test_nothing_edits_sys_path():
                   "examples"}),
         ("sa1b", {"source", "paths", "caption_index", "records", "tar_images", "examples"}),
         ("publish", {"units", "parquet_layout", "engines", "checks", "card", "hub_push", "upload"}),
-        ("training", {"chat_format", "boxes", "fast_decode", "llava_export"}),
+        ("training", {"chat_format", "boxes", "fast_decode", "export", "llava_export"}),
         ("testing", {"fake_upstream"}),
     ],
 )

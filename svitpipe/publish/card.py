@@ -285,8 +285,8 @@ def _training(facts: CardFacts) -> list[str]:
         "",
         "The svit-internvl package (`pip install` a checkout or wheel of the project) also ships helpers that work "
         "on these rows with "
-        "`.map()`: chat `messages` for `apply_chat_template` / TRL (`svitpipe.training.chat_format`), LLaVA records "
-        "and export (`svitpipe.training.llava_export`), box conversions to pixels, 0-1000 integers or LLaVA's padded "
+        "`.map()`: chat `messages` for `apply_chat_template` / TRL (`svitpipe.training.chat_format`), exports that "
+        "LLaVA, LLaVA-OneVision and InternVL trainers read (`svitpipe.training.export`), box conversions to pixels, 0-1000 integers or LLaVA's padded "
         "square (`svitpipe.training.boxes`), and a fast reduced-size JPEG decode for workers "
         "(`svitpipe.training.fast_decode.DecodeTransform`).",
         "",

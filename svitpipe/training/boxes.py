@@ -7,6 +7,8 @@ Forms:
 * **normalized** (what SVIT stores): floats in 0-1 of the image's own width (x) and height (y).
 * **pixels**: ``(x * width, y * height)`` as floats (no rounding).
 * **thousandths**: integers 0-1000, ``round(v * 1000)``; the grounding form of InternVL and Qwen-VL.
+* InternVL's grounding markup, ``<ref>phrase</ref><box>[[x1, y1, x2, y2]]</box>`` in thousandths, is written by
+  :func:`render_internvl_referring_text`.
 * **llava_square**: LLaVA-v1.5's form, relative to the image padded (centred) to a square of side
   ``max(width, height)``, rounded to 3 decimals, as LLaVA-v1.5's SVIT data writes it.
 
@@ -43,6 +45,8 @@ __all__ = [
     "from_pixels",
     "from_thousandths",
     "llava_square_error_bound",
+    "render_internvl_reference",
+    "render_internvl_referring_text",
     "render_reference",
     "render_referring_text",
     "to_llava_square",
@@ -275,6 +279,34 @@ def render_referring_text(
     """
     if box_form not in BOX_FORMS:
         raise ValueError(f"box_form must be one of {BOX_FORMS}, got {box_form!r}")
+
+    def render(phrase: str, boxes: list) -> str:
+        return render_reference(
+            phrase, boxes, box_form=box_form, markers=markers, width=width, height=height, decimals=decimals,
+            clip=clip,
+        )
+
+    return _rewrite_references(text, regions, render)
+
+
+def render_internvl_reference(phrase: str, boxes: Iterable[Box], *, clip: bool = False) -> str:
+    """One reference in InternVL's grounding markup, boxes as 0-1000 integers (:func:`to_thousandths`):
+    ``<ref>phrase</ref><box>[[x1, y1, x2, y2], [x1, y1, x2, y2]]</box>``."""
+    written = ", ".join(format_box(to_thousandths(box, clip=clip)) for box in boxes)
+    if not written:
+        raise ValueError(f"reference {phrase!r} has no boxes")
+    return f"<ref>{phrase}</ref><box>[{written}]</box>"
+
+
+def render_internvl_referring_text(text: str, regions: Iterable[RegionLike] | None = None, *, clip: bool = False) -> str:
+    """``text`` with every region rewritten by :func:`render_internvl_reference`; everything else, malformed
+    references included, kept as written (as :func:`render_referring_text` does)."""
+    return _rewrite_references(text, regions, lambda phrase, boxes: render_internvl_reference(phrase, boxes, clip=clip))
+
+
+def _rewrite_references(text: str, regions: Iterable[RegionLike] | None, render) -> str:
+    """``text`` with each region's ``text[start:end]`` replaced by ``render(phrase, boxes)``; regions must be
+    ``text``'s own, in order (``None``: ``scan_references(text)``)."""
     if regions is None:
         regions = scan_references(text)[0]
     pieces = []
@@ -289,12 +321,7 @@ def render_referring_text(
         if not text.startswith(f"<st>{phrase}<ed>", start):
             raise ValueError(f"text[{start}:{end}] = {text[start:end]!r} is not the reference to {phrase!r}")
         pieces.append(text[position:start])
-        pieces.append(
-            render_reference(
-                phrase, boxes, box_form=box_form, markers=markers, width=width, height=height, decimals=decimals,
-                clip=clip,
-            )
-        )
+        pieces.append(render(phrase, boxes))
         position = end
     pieces.append(text[position:])
     return "".join(pieces)
