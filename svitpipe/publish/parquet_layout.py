@@ -224,17 +224,15 @@ def row_group_lengths(table: pa.Table, features: Features, layout: ParquetLayout
     return lengths
 
 
-def _value_bytes(value) -> int:
-    """A quick over-estimate of a Python value's Arrow bytes, to know when pending rows may fill a row group."""
-    if isinstance(value, (bytes, bytearray)):
-        return len(value) + 8
-    if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass")) + 8
-    if isinstance(value, dict):
-        return sum(_value_bytes(item) for item in value.values()) + 8
-    if isinstance(value, (list, tuple)):
-        return sum(_value_bytes(item) for item in value) + 8
-    return 8
+def _example_image_bytes(example: dict, columns: list[tuple[str, bool]]) -> int:
+    """The image bytes of one example: what can fill a row group (text is small next to them); only decides when
+    pending rows are cut, the cut itself is :func:`row_group_lengths`."""
+    total = 0
+    for name, in_list in columns:
+        for image in (example.get(name) or ()) if in_list else (example.get(name),):
+            data = image.get("bytes") if isinstance(image, dict) else None
+            total += len(data) if data is not None else 0
+    return total
 
 
 class PartWriter:
@@ -258,6 +256,7 @@ class PartWriter:
         self.files: list[WrittenFile] = []
         self._rows: list[dict] = []
         self._pending_bytes = 0
+        self._image_columns = image_columns(features)
         self._check_at = layout.max_row_group_bytes
         self._sink: Optional[pa.OSFile] = None
         self._writer: Optional[pq.ParquetWriter] = None
@@ -276,7 +275,7 @@ class PartWriter:
         """Add one example in storage form (images as ``{"bytes", "path"}``), as the builder's generators yield
         them; ``pa.Table.from_pylist`` checks every value against the schema."""
         self._rows.append(example)
-        self._pending_bytes += _value_bytes(example)
+        self._pending_bytes += _example_image_bytes(example, self._image_columns)
         if len(self._rows) >= self.layout.rows_per_row_group or self._pending_bytes > self._check_at:
             self._write_full_row_groups()
 
@@ -300,7 +299,7 @@ class PartWriter:
             self._write_row_group(table.slice(start, length))
             start += length
         self._rows = self._rows[start:]
-        self._pending_bytes = sum(_value_bytes(row) for row in self._rows)
+        self._pending_bytes = sum(_example_image_bytes(row, self._image_columns) for row in self._rows)
         # Look again once the rows added since could fill what room the kept rows leave.
         room = self.layout.max_row_group_bytes
         if self._rows:
