@@ -159,7 +159,7 @@ def webdataset_stream(tars):
 
 
 def write_llava(folder: str, config: str, out_dir: str) -> dict:
-    from svitpipe.training.llava_export import export_llava, iter_undecoded_rows
+    from svitpipe.training.export import export_llava, iter_undecoded_rows
 
     shutil.rmtree(out_dir, ignore_errors=True)
     return export_llava(iter_undecoded_rows(stream(folder, config)), out_dir, config)

@@ -17,7 +17,21 @@ One folder per stage; a row travels source -> record -> example -> unit -> part 
 * ``publish/``: ``units`` (unit -> parts -> shards), ``parquet_layout``, ``engines`` (local processes or Ray),
   ``card``, ``checks``, ``hub_push``, and ``upload`` (the command).
 * ``training/``: helpers for training on the published shards: ``chat_format``, ``boxes``, ``fast_decode``,
-  ``llava_export``.
+  ``export``.
 * ``testing/``: ``fake_upstream``, writers of files laid out like the upstream ones (tests, benchmarks, the sample).
 * ``sample/``: the bundled sample sources (``SAMPLE_SOURCES``); ``cli``: the ``svit-internvl`` command.
+
+``svitpipe.dataset_facts(config)``: a config's description, licence, citation, homepage and features, which
+``datasets`` does not hand back for a built folder or Hub repo (``features.dataset_facts`` says why).
 """
+
+__all__ = ["dataset_facts"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that ``import svitpipe`` stays light (``features`` imports ``datasets``).
+    if name == "dataset_facts":
+        from .features import dataset_facts
+
+        return dataset_facts
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
     svit-internvl upload --sample --local-dir build/svit-internvl     # build (and push) Hub-ready shards
     svit-internvl inspect --sample --report findings.json            # what a build would find, nothing built
-    svit-internvl export --data build/svit-internvl --config referring --out llava/   # LLaVA JSON + images
+    svit-internvl export --format internvl --data build/svit-internvl --config referring --out out/  # for a trainer
     svit-internvl preview --data build/svit-internvl --out preview/  # a static page: numbers, plots, boxes drawn
     svit-internvl SUBCOMMAND --help
 
@@ -41,7 +41,7 @@ def _inspect(argv: list[str]) -> int:
 
 
 def _export(argv: list[str]) -> int:
-    from .training.llava_export import main
+    from .training.export import main
 
     return main(argv, prog=f"{PROG} export")
 
@@ -56,7 +56,8 @@ def _preview(argv: list[str]) -> int:
 SUBCOMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "upload": ("build Hub-ready Parquet shards, a dataset card and infos; optionally push them", _upload),
     "inspect": ("say what a build would find (records, rows, skips and flags by kind), building nothing", _inspect),
-    "export": ("export a built config as a LLaVA JSON file plus an image folder", _export),
+    "export": ("export a built config for a trainer (--format llava, llava-onevision or internvl) plus images",
+               _export),
     "preview": ("write a static preview page of a built folder: numbers, plots, sampled rows with boxes", _preview),
 }
 

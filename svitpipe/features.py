@@ -283,3 +283,25 @@ def config_info(config_name: str, sa1b_images: str = "embed") -> DatasetInfo:
         license=license_for(config_name),
         citation=citation_for(config_name),
     )
+
+
+def dataset_facts(config_name: str) -> dict:
+    """What is known about a config beyond its rows: ``description``, ``license``, ``citation``, ``homepage`` (the
+    texts of ``dataset_infos.json`` and the card) and ``features``.
+
+    ``datasets`` 5.2 does not hand these four texts back for a built folder or a Hub repo:
+    ``load_dataset_builder(path, config).info`` and ``get_dataset_infos(path)`` take each config's info from the
+    card's YAML ``dataset_info`` entry, which replaces the ``dataset_infos.json`` entry whole and, as ``datasets``
+    writes it and the Hub's card spec defines it, holds only features, splits and sizes. Read them from here.
+    """
+    if config_name not in CONFIGS:
+        raise ValueError(f"unknown config {config_name!r}; expected one of {list(CONFIGS)}")
+    info = config_info(config_name)
+    return {
+        "config_name": config_name,
+        "description": info.description,
+        "license": info.license,
+        "citation": info.citation,
+        "homepage": info.homepage,
+        "features": info.features,
+    }

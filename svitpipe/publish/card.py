@@ -30,7 +30,7 @@ from ..features import (
     SVIT_HOMEPAGE,
     config_info,
 )
-from .parquet_layout import ParquetLayout
+from .parquet_layout import VIEWER_ROW_GROUP_BYTES_LIMIT, ParquetLayout
 from .units import MIN_PARALLEL_SHARDS, SHARD_MULTIPLE, SPLIT, ConfigBuild
 
 MIN_DATASETS_VERSION = "4.0.0"
@@ -324,8 +324,8 @@ def _training(facts: CardFacts) -> list[str]:
         "",
         "The svit-internvl package (`pip install` a checkout or wheel of the project) also ships helpers that work "
         "on these rows with "
-        "`.map()`: chat `messages` for `apply_chat_template` / TRL (`svitpipe.training.chat_format`), LLaVA records "
-        "and export (`svitpipe.training.llava_export`), box conversions to pixels, 0-1000 integers or LLaVA's padded "
+        "`.map()`: chat `messages` for `apply_chat_template` / TRL (`svitpipe.training.chat_format`), exports that "
+        "LLaVA, LLaVA-OneVision and InternVL trainers read (`svitpipe.training.export`), box conversions to pixels, 0-1000 integers or LLaVA's padded "
         "square (`svitpipe.training.boxes`), and a fast reduced-size JPEG decode for workers "
         "(`svitpipe.training.fast_decode.DecodeTransform`).",
         "",
@@ -425,7 +425,9 @@ def _how_made(facts: CardFacts) -> list[str]:
         "## How this was made",
         "",
         "With the svit-internvl project's `upload.py`, from the upstream files, streamed record by record. Parquet "
-        f"layout: row groups of at most {layout.rows_per_row_group} rows, {images} and text compressed with "
+        f"layout: row groups of at most {layout.rows_per_row_group} rows and at most "
+        f"{layout.max_row_group_bytes:,} bytes uncompressed (whichever comes first; the Dataset Viewer reads up to "
+        f"{VIEWER_ROW_GROUP_BYTES_LIMIT:,} at once), {images} and text compressed with "
         f"{layout.text_compression}, {dedup}.",
         "",
     ]

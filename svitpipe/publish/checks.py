@@ -16,7 +16,7 @@ from huggingface_hub import DatasetCard
 
 from ..features import features_for
 from .card import CARD_FILE, DATASET_INFOS_FILE
-from .parquet_layout import image_bytes_columns
+from .parquet_layout import DEFAULT_ROW_GROUP_BYTES, VIEWER_ROW_GROUP_BYTES_LIMIT, image_bytes_columns
 
 
 class PublishCheckError(RuntimeError):
@@ -27,9 +27,15 @@ class PublishCheckError(RuntimeError):
 
 
 def verify_published_folder(
-    folder: str, expected_configs: list[str], max_rows_per_row_group: int = 100, sa1b_images: str = "embed"
+    folder: str,
+    expected_configs: list[str],
+    max_rows_per_row_group: int = 100,
+    max_row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+    sa1b_images: str = "embed",
 ) -> None:
-    """Raise ``PublishCheckError`` unless every check passes (``sa1b_images``: how the sa1b-* configs were built)."""
+    """Raise ``PublishCheckError`` unless every check passes (``sa1b_images``: how the sa1b-* configs were built).
+    Row groups are held to ``max_rows_per_row_group`` rows (configs with images) and to ``max_row_group_bytes``
+    uncompressed bytes, and never past the Dataset Viewer's limit whatever the budget."""
     problems: list[str] = []
     card_path = os.path.join(folder, CARD_FILE)
     try:
@@ -48,14 +54,35 @@ def verify_published_folder(
     for name in expected_configs:
         features = features_for(name, sa1b_images)
         problems += _check_config(
-            folder, name, card_infos.get(name), json_infos.get(name), max_rows_per_row_group, features
+            folder, name, card_infos.get(name), json_infos.get(name), max_rows_per_row_group, max_row_group_bytes,
+            features,
         )
     if problems:
         raise PublishCheckError(folder, problems)
     _check_datasets_sees_configs(folder, expected_configs)
 
 
-def _check_config(folder, name, card_info, json_info, max_rows_per_row_group, features) -> list[str]:
+def row_group_byte_problems(relative: str, metadata: pq.FileMetaData, budget: int) -> list[str]:
+    """One problem per row group whose uncompressed size (``total_byte_size``, what the Dataset Viewer counts) is
+    over ``budget`` or over the Viewer's limit."""
+    problems = []
+    for index in range(metadata.num_row_groups):
+        size = metadata.row_group(index).total_byte_size
+        if size > min(budget, VIEWER_ROW_GROUP_BYTES_LIMIT):
+            past = (
+                f"over the Dataset Viewer's {VIEWER_ROW_GROUP_BYTES_LIMIT:,}-byte read limit"
+                if size > VIEWER_ROW_GROUP_BYTES_LIMIT else f"over the row group budget of {budget:,} bytes"
+            )
+            problems.append(
+                f"{relative}: row group {index} ({metadata.row_group(index).num_rows} rows) holds {size:,} bytes "
+                f"uncompressed, {past}"
+            )
+    return problems
+
+
+def _check_config(
+    folder, name, card_info, json_info, max_rows_per_row_group, max_row_group_bytes, features
+) -> list[str]:
     problems = []
     if card_info is None or json_info is None:
         return [f"{name}: missing from the card's dataset_info or from {DATASET_INFOS_FILE}"]
@@ -87,6 +114,7 @@ def _check_config(folder, name, card_info, json_info, max_rows_per_row_group, fe
             largest = max(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
             if largest > limit:
                 problems.append(f"{relative}: a row group holds {largest} rows (limit {limit})")
+        problems += row_group_byte_problems(relative, metadata, max_row_group_bytes)
         duplicates = set()
         for row_id in parquet.read(columns=["id"]).column("id").to_pylist():
             if row_id in ids:

@@ -7,9 +7,12 @@ Per leaf column:
 * everything else (text, ids, paths, sizes, boxes): zstd, dictionary encoding, statistics.
 
 Every file gets a page index and content-defined chunking, so the Hub's Xet storage finds identical pages (the same
-image in several configs, unchanged rows after a re-build) and stores and uploads them once. Row groups hold at most
-``rows_per_row_group`` rows (100 by default: the Dataset Viewer and random access read one row group at a time).
-The same examples give byte-identical files.
+image in several configs, unchanged rows after a re-build) and stores and uploads them once. A row group ends at
+``rows_per_row_group`` rows (100 by default: the Dataset Viewer and random access read one row group at a time) or
+before its uncompressed size would pass ``max_row_group_bytes`` (128 MB by default), whichever comes first: the
+Dataset Viewer refuses to read more than 300,000,000 bytes of row groups at once, which three SA-1B-sized images
+per row reach at 100 rows. A single row over the budget is a row group of its own (the checks before a push
+report it). The same examples give byte-identical files.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ import pyarrow.parquet as pq
 from datasets import Features, Image
 
 DEFAULT_ROWS_PER_ROW_GROUP = 100
+DEFAULT_ROW_GROUP_BYTES = 128 * 1000 * 1000
+# The Dataset Viewer's limit on the uncompressed bytes (row group total_byte_size) it reads at once; it does not fall
+# back to smaller reads past it.
+VIEWER_ROW_GROUP_BYTES_LIMIT = 300_000_000
 DEFAULT_CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
 
 
@@ -35,7 +42,9 @@ class ParquetLayout:
 
     Attributes:
         max_shard_bytes: a part (and every shard) is closed before it would pass this size.
-        rows_per_row_group: rows per row group.
+        rows_per_row_group: most rows in a row group.
+        max_row_group_bytes: most uncompressed bytes in a row group (bounded before writing, see
+            ``row_group_bytes_bound``), unless one row alone is larger.
         text_compression: codec for every column but image bytes.
         compress_images: compress image bytes too (off: JPEG bytes do not shrink, and it costs CPU on read).
         content_defined_chunking: cut pages at content-defined boundaries (Xet deduplication).
@@ -43,6 +52,7 @@ class ParquetLayout:
 
     max_shard_bytes: int = 500 * 1000 * 1000
     rows_per_row_group: int = DEFAULT_ROWS_PER_ROW_GROUP
+    max_row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES
     text_compression: str = "zstd"
     compress_images: bool = False
     content_defined_chunking: bool = True
@@ -164,6 +174,67 @@ def row_group_footer_bound(features: Features, layout: ParquetLayout, table: pa.
     return footer_bytes(features, layout, table) - fixed_footer + pages * _FOOTER_BYTES_PER_PAGE
 
 
+# What a row group's uncompressed Parquet size can exceed its Arrow size by: page headers (with their statistics)
+# and definition/repetition levels, measured at 20-40 bytes per leaf column for a one-row group, bounded generously;
+# plus a header per data page of the image bytes (one per value, one per min_chunk_size of bytes at most).
+_GROUP_BYTES_PER_LEAF = 1024
+_PAGE_HEADER_BYTES = 64
+
+
+def _image_values_and_bytes(table: pa.Table, features: Features) -> tuple[int, int]:
+    values = total = 0
+    for name, in_list in image_columns(features):
+        column = table.column(name).combine_chunks()
+        structs = column.flatten() if in_list else column
+        image_bytes = structs.field("bytes")
+        values += len(image_bytes)
+        total += pc.sum(pc.binary_length(image_bytes)).as_py() or 0
+    return values, total
+
+
+def row_group_bytes_bound(table: pa.Table, features: Features) -> int:
+    """A bound on the uncompressed bytes (``total_byte_size``, what the Dataset Viewer counts) of ``table`` written
+    as one row group: its Arrow size (which dictionary encoding and levels only shrink once there are a few rows)
+    plus page headers and levels per leaf column and per image page."""
+    leaves = sum(len(_leaf_paths(field.name, field.type)) for field in features.arrow_schema)
+    values, image_bytes = _image_values_and_bytes(table, features)
+    pages = values + image_bytes // DEFAULT_CDC_OPTIONS["min_chunk_size"] + 1
+    return table.nbytes + leaves * _GROUP_BYTES_PER_LEAF + pages * _PAGE_HEADER_BYTES
+
+
+def row_group_lengths(table: pa.Table, features: Features, layout: ParquetLayout) -> list[int]:
+    """How ``table`` is cut into row groups, first to last: each as many rows as fit in both ``rows_per_row_group``
+    and ``max_row_group_bytes`` (by :func:`row_group_bytes_bound`), and at least one row."""
+    lengths, start = [], 0
+    while start < len(table):
+        most = min(layout.rows_per_row_group, len(table) - start)
+        if row_group_bytes_bound(table.slice(start, most), features) <= layout.max_row_group_bytes:
+            fit = most
+        else:  # the bound grows with the rows: the longest run that fits, or one row
+            low, high = 1, most - 1
+            while low < high:
+                middle = (low + high + 1) // 2
+                if row_group_bytes_bound(table.slice(start, middle), features) <= layout.max_row_group_bytes:
+                    low = middle
+                else:
+                    high = middle - 1
+            fit = low
+        lengths.append(fit)
+        start += fit
+    return lengths
+
+
+def _example_image_bytes(example: dict, columns: list[tuple[str, bool]]) -> int:
+    """The image bytes of one example: what can fill a row group (text is small next to them); only decides when
+    pending rows are cut, the cut itself is :func:`row_group_lengths`."""
+    total = 0
+    for name, in_list in columns:
+        for image in (example.get(name) or ()) if in_list else (example.get(name),):
+            data = image.get("bytes") if isinstance(image, dict) else None
+            total += len(data) if data is not None else 0
+    return total
+
+
 class PartWriter:
     """Writes one unit's encoded examples to its part files, ``<directory>/<prefix>-NNNNN.parquet``, starting a new
     part before the size limit (so that every published shard made from a part is under it too)."""
@@ -184,6 +255,9 @@ class PartWriter:
         self.schema = features.arrow_schema
         self.files: list[WrittenFile] = []
         self._rows: list[dict] = []
+        self._pending_bytes = 0
+        self._image_columns = image_columns(features)
+        self._check_at = layout.max_row_group_bytes
         self._sink: Optional[pa.OSFile] = None
         self._writer: Optional[pq.ParquetWriter] = None
         self._file_rows = 0
@@ -201,18 +275,38 @@ class PartWriter:
         """Add one example in storage form (images as ``{"bytes", "path"}``), as the builder's generators yield
         them; ``pa.Table.from_pylist`` checks every value against the schema."""
         self._rows.append(example)
-        if len(self._rows) >= self.layout.rows_per_row_group:
-            self._write_row_group()
+        self._pending_bytes += _example_image_bytes(example, self._image_columns)
+        if len(self._rows) >= self.layout.rows_per_row_group or self._pending_bytes > self._check_at:
+            self._write_full_row_groups()
 
     def close(self) -> list[WrittenFile]:
-        if self._rows:
-            self._write_row_group()
+        self._write_full_row_groups(closing=True)
         self._close_file()
         return self.files
 
-    def _write_row_group(self) -> None:
+    def _write_full_row_groups(self, closing: bool = False) -> None:
+        """Write the pending rows as row groups (:func:`row_group_lengths`); a last group that is not full (short of
+        ``rows_per_row_group`` and not cut by bytes) stays pending, unless ``closing``."""
+        if not self._rows:
+            return
         table = pa.Table.from_pylist(self._rows, schema=self.schema)
-        self._rows = []
+        lengths = row_group_lengths(table, self.features, self.layout)
+        start = 0
+        for index, length in enumerate(lengths):
+            last = index == len(lengths) - 1
+            if last and not closing and length < self.layout.rows_per_row_group:
+                break
+            self._write_row_group(table.slice(start, length))
+            start += length
+        self._rows = self._rows[start:]
+        self._pending_bytes = sum(_example_image_bytes(row, self._image_columns) for row in self._rows)
+        # Look again once the rows added since could fill what room the kept rows leave.
+        room = self.layout.max_row_group_bytes
+        if self._rows:
+            room -= row_group_bytes_bound(table.slice(start), self.features)
+        self._check_at = self._pending_bytes + max(room, 0)
+
+    def _write_row_group(self, table: pa.Table) -> None:
         if self._group_footer is None:
             self._group_footer = row_group_footer_bound(self.features, self.layout, table, self._fixed_footer)
         if self._writer is not None and self._size_with(table) > self.layout.max_shard_bytes:
@@ -262,35 +356,41 @@ class PartWriter:
 
 
 def write_batches(path: str, batches: Iterable[pa.RecordBatch], features: Features, layout: ParquetLayout) -> WrittenFile:
-    """Write record batches (already encoded rows) as one Parquet file, in row groups of ``rows_per_row_group`` rows
-    counted from the first row; only about one row group is held in memory at a time. An existing file with the
-    same bytes is left alone, and a different one is replaced by a new file rather than rewritten in place."""
-    size = layout.rows_per_row_group
+    """Write record batches (already encoded rows) as one Parquet file, in row groups cut as
+    :func:`row_group_lengths` does, counted from the first row; only about one row group is held in memory at a time.
+    An existing file with the same bytes is left alone, and a different one is replaced by a new file rather than
+    rewritten in place."""
     rows = arrow_bytes = 0
     pending: list[pa.RecordBatch] = []
-    pending_rows = 0
+    pending_rows = pending_bytes = 0
     temporary = f"{path}.tmp"
     with pa.OSFile(temporary, "wb") as sink:
         with open_parquet_writer(sink, features, layout) as writer:
 
-            def write(group: pa.Table) -> None:
+            def write_groups(table: pa.Table, closing: bool) -> pa.Table:
+                """Write ``table``'s full row groups (all of them when ``closing``); return the rows left."""
                 nonlocal rows, arrow_bytes
-                writer.write_table(group, row_group_size=size)
-                rows += len(group)
-                arrow_bytes += group.nbytes
+                lengths = row_group_lengths(table, features, layout)
+                if not closing and lengths[-1] < layout.rows_per_row_group:
+                    lengths = lengths[:-1]
+                start = 0
+                for length in lengths:
+                    group = table.slice(start, length)
+                    writer.write_table(group, row_group_size=length)
+                    rows += length
+                    arrow_bytes += group.nbytes
+                    start += length
+                return table.slice(start)
 
             for batch in batches:
                 pending.append(batch)
                 pending_rows += batch.num_rows
-                if pending_rows >= size:
-                    table = pa.Table.from_batches(pending, schema=features.arrow_schema)
-                    full = pending_rows - pending_rows % size
-                    for start in range(0, full, size):
-                        write(table.slice(start, size))
-                    pending = table.slice(full).to_batches()
-                    pending_rows -= full
+                pending_bytes += batch.nbytes
+                if pending_rows >= layout.rows_per_row_group or pending_bytes > layout.max_row_group_bytes:
+                    left = write_groups(pa.Table.from_batches(pending, schema=features.arrow_schema), closing=False)
+                    pending, pending_rows, pending_bytes = left.to_batches(), len(left), left.nbytes
             if pending_rows:
-                write(pa.Table.from_batches(pending, schema=features.arrow_schema))
+                write_groups(pa.Table.from_batches(pending, schema=features.arrow_schema), closing=True)
     _put_in_place(temporary, path)
     return WrittenFile(os.path.basename(path), rows, os.path.getsize(path), arrow_bytes)
 

@@ -29,7 +29,12 @@ from ..sample import SAMPLE_SOURCES
 from .card import human_bytes, write_card
 from .checks import verify_published_folder
 from .engines import ENGINES, Throughput, local_workers, ray_session, run_local, run_ray
-from .parquet_layout import DEFAULT_ROWS_PER_ROW_GROUP, ParquetLayout
+from .parquet_layout import (
+    DEFAULT_ROW_GROUP_BYTES,
+    DEFAULT_ROWS_PER_ROW_GROUP,
+    VIEWER_ROW_GROUP_BYTES_LIMIT,
+    ParquetLayout,
+)
 from .units import finalize_config, make_builder, plan_units
 
 SA1B_SAMPLE_NOTE = (
@@ -110,6 +115,10 @@ def parse_args(argv=None, prog=None) -> argparse.Namespace:
     layout.add_argument("--max-shard-size", default="500MB", help="Largest Parquet shard (e.g. 500MB, 2GB).")
     layout.add_argument("--rows-per-row-group", type=int, default=DEFAULT_ROWS_PER_ROW_GROUP,
                         help="Rows per Parquet row group (small groups keep the Dataset Viewer and random access fast).")
+    layout.add_argument("--row-group-bytes", default=f"{DEFAULT_ROW_GROUP_BYTES // 10**6}MB",
+                        help="Also end a row group before its uncompressed size passes this (e.g. 128MB), whichever "
+                        f"limit comes first; at most {VIEWER_ROW_GROUP_BYTES_LIMIT:,} bytes, the Dataset Viewer's "
+                        "read limit.")
     layout.add_argument("--svit-num-shards", type=int, default=None,
                         help="Units of work per SVIT config (each gives one or more shards). Default: a multiple of "
                         "8, at least 16, sized from the image archives so each unit fits in one shard.")
@@ -126,6 +135,13 @@ def parse_args(argv=None, prog=None) -> argparse.Namespace:
         parser.error("--report goes with --inspect")
     if args.inspect:
         return args
+    try:
+        args.row_group_bytes = convert_file_size_to_int(args.row_group_bytes)
+    except ValueError:
+        parser.error(f"--row-group-bytes: not a size: {args.row_group_bytes!r}")
+    if not 0 < args.row_group_bytes <= VIEWER_ROW_GROUP_BYTES_LIMIT:
+        parser.error(f"--row-group-bytes must be between 1 and {VIEWER_ROW_GROUP_BYTES_LIMIT:,} bytes (the Dataset "
+                     f"Viewer reads no larger row group), got {args.row_group_bytes:,}")
     if not args.local_dir and not args.repo_id:
         parser.error("give --local-dir, --repo-id, or both")
     if args.local_dir is None:
@@ -271,7 +287,8 @@ def main(argv=None, *, prog=None, command=None) -> int:
               "images, or leave those configs out.", file=sys.stderr)
         return 2
     layout = ParquetLayout(
-        max_shard_bytes=convert_file_size_to_int(args.max_shard_size), rows_per_row_group=args.rows_per_row_group
+        max_shard_bytes=convert_file_size_to_int(args.max_shard_size), rows_per_row_group=args.rows_per_row_group,
+        max_row_group_bytes=args.row_group_bytes,
     )
     kwargs = builder_kwargs(args, work_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -297,7 +314,8 @@ def main(argv=None, *, prog=None, command=None) -> int:
     write_card(out_dir, builds, repo_id=args.repo_id or "<org>/<name>", sa1b_redistribution=note,
                layout=layout)
     verify_published_folder(out_dir, list(builds), max_rows_per_row_group=args.rows_per_row_group,
-                            sa1b_images=args.sa1b_images)
+                            sa1b_images=args.sa1b_images,
+                            max_row_group_bytes=args.row_group_bytes)
     print(summary_table(builds, seconds))
     if not failures:
         print(f"\nverified: {out_dir}  (load with datasets.load_dataset({args.local_dir!r}, <config>))")

@@ -9,8 +9,9 @@ Forms:
 * **thousandths**: integers 0-1000, ``round(v * 1000)``; the grounding form of InternVL and Qwen-VL.
 * **llava_square**: LLaVA-v1.5's form, relative to the image padded (centred) to a square of side
   ``max(width, height)``, rounded to 3 decimals, as LLaVA-v1.5's SVIT data writes it.
-* **internvl**: a rendering only (:func:`render_reference`): thousandths in InternVL's grounding markup,
-  ``<ref>phrase</ref><box>[[x1, y1, x2, y2], ...]</box>``, every box of a phrase in one ``<box>``.
+* **internvl**: a rendering only (:func:`render_reference`; :func:`render_internvl_referring_text` for short):
+  thousandths in InternVL's grounding markup, ``<ref>phrase</ref><box>[[x1, y1, x2, y2], ...]</box>``, every box of
+  a phrase in one ``<box>``.
 
 All functions are pure; ``round`` is Python's (ties to even), as upstream's converter used it.
 
@@ -45,6 +46,8 @@ __all__ = [
     "from_pixels",
     "from_thousandths",
     "llava_square_error_bound",
+    "render_internvl_reference",
+    "render_internvl_referring_text",
     "render_reference",
     "render_referring_text",
     "to_llava_square",
@@ -280,6 +283,31 @@ def render_referring_text(
     """
     if box_form not in BOX_FORMS:
         raise ValueError(f"box_form must be one of {BOX_FORMS}, got {box_form!r}")
+
+    def render(phrase: str, boxes: list) -> str:
+        return render_reference(
+            phrase, boxes, box_form=box_form, markers=markers, width=width, height=height, decimals=decimals,
+            clip=clip,
+        )
+
+    return _rewrite_references(text, regions, render)
+
+
+def render_internvl_reference(phrase: str, boxes: Iterable[Box], *, clip: bool = False) -> str:
+    """One reference in InternVL's grounding markup: :func:`render_reference` with ``box_form="internvl"``,
+    ``<ref>phrase</ref><box>[[x1, y1, x2, y2], [x1, y1, x2, y2]]</box>`` in 0-1000 integers."""
+    return render_reference(phrase, boxes, box_form="internvl", clip=clip)
+
+
+def render_internvl_referring_text(text: str, regions: Iterable[RegionLike] | None = None, *, clip: bool = False) -> str:
+    """``text`` in InternVL's grounding markup: :func:`render_referring_text` with ``box_form="internvl"``
+    (everything that is not a region, malformed references included, kept as written)."""
+    return render_referring_text(text, regions, box_form="internvl", clip=clip)
+
+
+def _rewrite_references(text: str, regions: Iterable[RegionLike] | None, render) -> str:
+    """``text`` with each region's ``text[start:end]`` replaced by ``render(phrase, boxes)``; regions must be
+    ``text``'s own, in order (``None``: ``scan_references(text)``)."""
     if regions is None:
         regions = scan_references(text)[0]
     pieces = []
@@ -294,12 +322,7 @@ def render_referring_text(
         if not text.startswith(f"<st>{phrase}<ed>", start):
             raise ValueError(f"text[{start}:{end}] = {text[start:end]!r} is not the reference to {phrase!r}")
         pieces.append(text[position:start])
-        pieces.append(
-            render_reference(
-                phrase, boxes, box_form=box_form, markers=markers, width=width, height=height, decimals=decimals,
-                clip=clip,
-            )
-        )
+        pieces.append(render(phrase, boxes))
         position = end
     pieces.append(text[position:])
     return "".join(pieces)
