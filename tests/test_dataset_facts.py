@@ -40,6 +40,15 @@ def built(tmp_path_factory):
     return sample_build(tmp_path_factory)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def fresh_datasets_cache(tmp_path_factory):
+    """What a user who never loaded the folder gets: once another test has prepared it with ``load_dataset``,
+    ``datasets`` answers from that cache (sizes it measured itself), not from the card."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("facts-cache"))
+        yield
+
+
 def card_entries(folder):
     return {entry["config_name"]: entry for entry in DatasetCard.load(folder / "README.md").data["dataset_info"]}
 
