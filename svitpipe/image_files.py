@@ -65,12 +65,16 @@ def read_image_file(
         raise NotARegularFile(f"{url} is a directory, not an image file") from None
     except OSError as err:  # a socket, or a device with nothing behind it
         raise NotARegularFile(f"{url} cannot be opened as a file ({type(err).__name__}: {err})") from None
-    with os.fdopen(descriptor, "rb", buffering=0) as file:
+    try:
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
             raise NotARegularFile(f"{url} is {_kind(status.st_mode)}, not a regular file: it is not read")
         check_member_size(url, status.st_size, max_bytes)
         os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with os.fdopen(descriptor, "rb", buffering=0) as file:
         return _read_capped(file, url, max_bytes)
 
 
