@@ -445,7 +445,7 @@ def test_the_header_check_catches(name, data, reason, detail, check):
     assert check == "decode" or detail in str(caught.value)  # decoding may stop first, with its own words
 
 
-@pytest.mark.parametrize("name, data", [("png", PNG), ("gif", GIF), ("jpeg", JPEG_SMALL)])
+@pytest.mark.parametrize("name, data", [("png", PNG), ("gif", GIF), ("jpeg", JPEG_SMALL)], ids=["png", "gif", "jpeg"])
 def test_every_cut_of_an_image_is_caught_by_the_header_check(name, data):
     from svitpipe.image_checks import CorruptImage, inspect_image
 
