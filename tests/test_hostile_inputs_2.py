@@ -168,6 +168,27 @@ def test_a_changed_sa1b_source_is_rebuilt(tmp_path, change, extracted):
     assert after != before
 
 
+def test_a_changed_tar_rebuilds_only_the_units_reading_it(tmp_path):
+    from svitpipe.publish.parquet_layout import ParquetLayout
+    from svitpipe.publish.units import make_builder, plan_units, unit_fingerprint
+
+    root = tmp_path / "src"
+    write_sa1b(root, SA1B_LINES, SA1B_TARS, extracted=False)
+    kwargs = {"sa1b_captions_source": str(root / "captions"), "sa1b_images_source": str(root / "sa1b"),
+              "index_dir": str(tmp_path / "index")}
+
+    def fingerprints(config):
+        units = plan_units(make_builder(config, kwargs))
+        return {unit.key: unit_fingerprint(unit, kwargs, ParquetLayout()) for unit in units}
+
+    single, multi = fingerprints("sa1b-en-single"), fingerprints("sa1b-en-multi")
+    write_sa1b_images_source(root / "sa1b", {"sa_000001": [("sa_3.jpg", JPEG[8]), *SA1B_TARS["sa_000001"][1:]]})
+    changed_single, changed_multi = fingerprints("sa1b-en-single"), fingerprints("sa1b-en-multi")
+    assert changed_single["sa_000000"] == single["sa_000000"] and changed_single["sa_000001"] != single["sa_000001"]
+    # Both multi-image lines read sa_000001: the first line's unit (sa_000000) reads it too.
+    assert all(changed_multi[key] != multi[key] for key in multi)
+
+
 # --------------------------------------------------------------------------
 # 6. Extracted folders: only regular files are read
 # --------------------------------------------------------------------------
@@ -204,9 +225,9 @@ def test_svit_folders_read_only_regular_files(tmp_path):
                       {"VG_100K": {f"{n}.jpg": JPEG[n] for n in range(1, 7)}, "VG_100K_2": {}}, extracted=True)
     special_entries(tmp_path / "svit" / "raw" / "VG_100K", SPECIAL)
     builder = new_builder(tmp_path / "cache", "description", svit_source=str(tmp_path / "svit"), on_bad_record="skip")
-    rows = stream_rows(builder)
-    assert sorted(row["id"] for row in rows) == ["1", "5"]
-    assert rows[-1]["image"]["bytes"] == JPEG[5] if rows[-1]["id"] == "5" else True
+    rows = {row["id"]: row for row in stream_rows(builder)}
+    assert sorted(rows) == ["1", "5"]
+    assert rows["5"]["image"]["bytes"] == JPEG[5]  # a link to a regular file is followed
     ledger = builder.ledger
     assert ledger.skipped == Counter({"not-a-regular-file": 3, "image-too-large": 1}) and ledger.is_balanced()
     messages = " ".join(ledger.samples["not-a-regular-file"])
@@ -370,8 +391,8 @@ def test_a_zip_member_of_1_5_gib_is_refused_by_its_declared_size(tmp_path):
 
 
 def test_a_tar_member_of_1_5_gib_is_refused_by_its_declared_size(tmp_path):
-    gzipped_tar_with_huge_member(tmp_path / "sa1b" / "sa_000000.tar" if (tmp_path / "sa1b").mkdir() is None else None,
-                                 [("sa_1.jpg", JPEG[1])], "sa_2.jpg")
+    (tmp_path / "sa1b").mkdir()
+    gzipped_tar_with_huge_member(tmp_path / "sa1b" / "sa_000000.tar", [("sa_1.jpg", JPEG[1])], "sa_2.jpg")
     assert (tmp_path / "sa1b" / "sa_000000.tar").stat().st_size < 4 * _MIB
     lines = [caption("sa_000000/sa_1.jpg"), caption("sa_000000/sa_2.jpg")]
     write_sa1b_captions_source(tmp_path / "captions", {SA1B_CAPTION_FILES["sa1b-en-single"]: lines})

@@ -15,7 +15,6 @@ from typing import Iterator, Optional
 from datasets.download.download_config import DownloadConfig
 
 from ..bad_records import (
-    CORRUPT_IMAGE,
     DAMAGED_TAR,
     DECLARED_SIZE_MISMATCH,
     MISSING_IMAGE,
@@ -151,10 +150,11 @@ def _single_image_examples_from_tar(location, lines, captions_source, ledger, im
                 for number, _ in entries:
                     ledger.bad(captions_source, f"line {number}", data.reason, str(data))
                 continue
-            size = _checked_size(data, image_check, f"{location.url}::{member}", entries[0][0], captions_source, ledger)
-            if size is None:
-                for number, _ in entries[1:]:
-                    ledger.bad(captions_source, f"line {number}", CORRUPT_IMAGE, f"{location.url}::{member} is corrupt")
+            try:
+                size = inspect_image(data, image_check)
+            except CorruptImage as err:
+                for number, _ in entries:
+                    ledger.bad(captions_source, f"line {number}", err.reason, f"{location.url}::{member}: {err}")
                 continue
             for number, line in entries:
                 example = _finish(number, line, [data], [size], False, captions_source, ledger)

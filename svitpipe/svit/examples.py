@@ -21,7 +21,6 @@ from typing import Iterator, Optional
 from datasets.download.download_config import DownloadConfig
 
 from ..bad_records import (
-    CORRUPT_IMAGE,
     DAMAGED_ZIP,
     EMPTY_CONVERSATION,
     EXIF_ORIENTED,
