@@ -30,6 +30,11 @@ MISSING_TAR = "missing-tar"
 DUPLICATE_ID = "duplicate-id"
 DAMAGED_TAR = "damaged-tar"
 DAMAGED_ZIP = "damaged-zip"
+# An image refused by its size before it is read whole or decoded: bytes over ``max_image_bytes``, or more pixels
+# than Pillow's decompression-bomb limit.
+IMAGE_TOO_LARGE = "image-too-large"
+# An image path in an extracted folder that is not a regular file (a directory, FIFO, device, socket).
+NOT_A_FILE = "not-a-regular-file"
 # Not a bad record: lines of SA-1B tars left out of a partial build (``sa1b_tars``), counted under either policy.
 TAR_NOT_SELECTED = "tar-not-selected"
 
@@ -44,6 +49,8 @@ IMAGE_ID_AS_STRING = "image-id-as-string"
 UPSTREAM_EXTRA_KEYS = "upstream-extra-keys"
 EMPTY_CONVERSATION = "empty-conversation"
 NO_SINGLE_CAPTION = "no-single-caption"
+# An image with an EXIF orientation: its row's sizes (and SVIT regions) are those of the decoded, turned image.
+EXIF_ORIENTED = "exif-oriented"
 
 _EXAMPLES_KEPT_PER_REASON = 5
 

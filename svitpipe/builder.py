@@ -36,12 +36,14 @@ from datasets.utils.sharding import _number_of_shards_in_gen_kwargs, _split_gen_
 from .bad_records import BAD_RECORD_POLICIES, MISSING_TAR, TAR_NOT_SELECTED, BadRecordLedger
 from .features import CONFIGS, DEFAULT_CONFIG, SA1B_IMAGES_MODES, config_info
 from .image_checks import IMAGE_CHECKS
+from .image_files import MAX_IMAGE_BYTES
 from .sa1b.caption_index import load_or_build_caption_index
 from .sa1b.examples import TarCaptions, generate_sa1b_examples
 from .sa1b.image_source import TAR_MEMBER_INDEX_FOLDER
 from .sa1b.reference import ReferenceTar, generate_reference_examples
 from .sa1b.source import locate_sa1b_tars
 from .svit.examples import generate_svit_examples
+from .svit.json_array_reader import MAX_ELEMENT_BYTES
 from .svit.record_index import load_or_build_record_index
 from .svit.source import locate_svit_files
 from .svit.vg_images import total_image_bytes
@@ -82,8 +84,13 @@ class SVITInternVLConfig(datasets.BuilderConfig):
             from the image zips' directories, not from the images).
         on_bad_record: ``"raise"`` (default): stop at the first record that cannot become an example, naming the
             file, record and problem. ``"skip"``: log it, count it under its reason, go on.
-        image_check: ``"header"`` (default): parse the image header and check JPEGs are not truncated.
-            ``"decode"``: also decode every pixel (slower; catches corrupt scan data).
+        image_check: ``"header"`` (default): parse the image header and check each image's container is whole
+            (``image_checks`` says what each check guarantees). ``"decode"``: also decode every pixel (slower;
+            catches corrupt scan data).
+        max_image_bytes: an image larger than this (an archive member by its declared size) is a bad record
+            (``image-too-large``), refused without reading it.
+        max_element_bytes: an SVIT array element larger than this stops the build with an error naming the file and
+            the element, before it is held in memory.
     """
 
     svit_source: str = "hf://datasets/BAAI/SVIT"
@@ -96,6 +103,8 @@ class SVITInternVLConfig(datasets.BuilderConfig):
     svit_shard_bytes: int = 400 * 1000 * 1000
     on_bad_record: str = "raise"
     image_check: str = "header"
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_element_bytes: int = MAX_ELEMENT_BYTES
 
     def __post_init__(self):
         super().__post_init__()
@@ -107,6 +116,10 @@ class SVITInternVLConfig(datasets.BuilderConfig):
             raise ValueError(f"image_check must be one of {IMAGE_CHECKS}, got {self.image_check!r}")
         if self.svit_num_shards is not None and (not isinstance(self.svit_num_shards, int) or self.svit_num_shards < 1):
             raise ValueError(f"svit_num_shards must be a positive integer, got {self.svit_num_shards!r}")
+        for name in ("max_image_bytes", "max_element_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.sa1b_tars is not None:
             self.sa1b_tars = tuple(sorted(set(self.sa1b_tars)))
 
@@ -154,7 +167,8 @@ class SVITInternVL(datasets.GeneratorBasedBuilder):
             total_image_bytes(files.images, download_config), self.config.svit_shard_bytes
         )
         record_index = load_or_build_record_index(
-            dl_manager.download(files.annotation), files.annotation_in_zip, self._index_root(), download_config
+            dl_manager.download(files.annotation), files.annotation_in_zip, self._index_root(), download_config,
+            max_element_bytes=self.config.max_element_bytes,
         )
         return {
             "record_ranges": record_index.record_ranges(num_shards),  # the one list: datasets shards over it
@@ -269,8 +283,10 @@ def iter_examples(config: SVITInternVLConfig, ledger: BadRecordLedger, **gen_kwa
     if CONFIGS[config.name].family == "sa1b" and config.sa1b_images == "reference":
         return generate_reference_examples(**gen_kwargs, ledger=ledger)
     if CONFIGS[config.name].family == "sa1b":
-        return generate_sa1b_examples(**gen_kwargs, ledger=ledger, image_check=config.image_check)
-    return generate_svit_examples(**gen_kwargs, config_name=config.name, ledger=ledger, image_check=config.image_check)
+        return generate_sa1b_examples(**gen_kwargs, ledger=ledger, image_check=config.image_check,
+                                      max_image_bytes=config.max_image_bytes)
+    return generate_svit_examples(**gen_kwargs, config_name=config.name, ledger=ledger, image_check=config.image_check,
+                                  max_image_bytes=config.max_image_bytes)
 
 
 # Builder arguments that are not config fields: where caches live.

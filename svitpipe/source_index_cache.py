@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from typing import Callable, Optional
 
@@ -51,7 +52,8 @@ def build_once(directory: str, build: Callable[[str], None]) -> str:
         return directory
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}-", dir=parent)
+    remove_abandoned_staging(parent)
+    staging = tempfile.mkdtemp(prefix=f"{_staging_prefix()}{os.getpid()}.{os.path.basename(directory)}-", dir=parent)
     try:
         build(staging)
         if not os.path.exists(os.path.join(staging, SUMMARY_FILE)):
@@ -64,3 +66,32 @@ def build_once(directory: str, build: Callable[[str], None]) -> str:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def _staging_prefix() -> str:
+    return f".staging.{socket.gethostname().replace('.', '_')}."
+
+
+def remove_abandoned_staging(parent: str) -> list:
+    """Remove the staging folders under ``parent`` whose building process (on this host) no longer runs; return
+    their names."""
+    prefix = _staging_prefix()
+    removed = []
+    for name in os.listdir(parent):
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _process_runs(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

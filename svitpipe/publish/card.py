@@ -343,7 +343,8 @@ def _schema(facts: CardFacts) -> list[str]:
             "SVIT configs, one row per Visual Genome image:",
             "",
             "- `id` (string): the image id as text, unique in the config; `image_id` (int64): the Visual Genome id.",
-            "- `image` (`Image`): the original JPEG; `width`, `height` (int32): its size in pixels.",
+            "- `image` (`Image`): the original JPEG; `width`, `height` (int32): its size in pixels as decoded (EXIF "
+            "orientation applied).",
             "- `conversations`: list of `{content: list of {from, value}}`; `from` is upstream's role (`user` or "
             "`gpt`). The `conversation` config adds a per-conversation `topic` (null where upstream has none).",
             "- `referring` only: every turn also has `regions`, the references parsed from its text, in order: "
@@ -358,7 +359,8 @@ def _schema(facts: CardFacts) -> list[str]:
             "### Boxes",
             "",
             "Boxes are `[x1, y1, x2, y2]`, top-left and bottom-right corners, as floats in [0, 1] normalised by the "
-            "original image's width (x) and height (y). Pixels: `x * width`, `y * height`. LLaVA-v1.5's variant "
+            "original image's width (x) and height (y); in `regions` they are moved into the decoded image's frame where "
+            "its EXIF orientation turns it (the text keeps them as written). Pixels: `x * width`, `y * height`. LLaVA-v1.5's variant "
             "expresses them relative to the image padded to a square: with `w, h = width, height` and "
             "`s = max(w, h)`, take pixels `round(x * w)`, `round(y * h)`, add `(s - w) // 2` to x or `(s - h) // 2` "
             "to y (the shorter side is centred), divide by `s` and round to 3 decimals.",
@@ -430,7 +432,24 @@ def _how_made(facts: CardFacts) -> list[str]:
         f"{VIEWER_ROW_GROUP_BYTES_LIMIT:,} at once), {images} and text compressed with "
         f"{layout.text_compression}, {dedup}.",
         "",
+        image_checks_statement(),
+        "",
     ]
+
+
+def image_checks_statement() -> str:
+    """What every published image passed (``image_checks``), with the pixel limit of the Pillow that checked it."""
+    import PIL.Image
+
+    limit = PIL.Image.MAX_IMAGE_PIXELS
+    bound = f"more than {limit:,} pixels (Pillow's decompression-bomb limit, `PIL.Image.MAX_IMAGE_PIXELS`)" \
+        if limit is not None else "no pixel limit (Pillow's was disabled)"
+    return (
+        "Every image is a whole JPEG, PNG, GIF, WebP, BMP or TIFF file (its container checked to the end, not "
+        f"decoded, unless built with `--image-check decode`); images declaring {bound} were refused by their size "
+        "without decoding and counted under `image-too-large`. `width` and `height` (and SVIT regions) describe "
+        "the image as `datasets.Image` decodes it, EXIF orientation applied."
+    )
 
 
 def _citation(facts: CardFacts) -> list[str]:

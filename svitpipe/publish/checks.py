@@ -91,7 +91,7 @@ def _check_config(
         problems.append(f"{name}: {DATASET_INFOS_FILE} and the card disagree on the row count")
     if card_info.features != features:
         problems.append(f"{name}: the card's features differ from the builder's")
-    shards = sorted(glob.glob(os.path.join(folder, "data", name, "train-*.parquet")))
+    shards = sorted(glob.glob(os.path.join(glob.escape(folder), "data", name, "train-*.parquet")))
     if not shards:
         return problems + [f"{name}: no shards under data/{name}/"]
     schema = features.arrow_schema.remove_metadata()
@@ -130,7 +130,22 @@ def _check_config(
 def _check_datasets_sees_configs(folder: str, expected_configs: list[str]) -> None:
     from datasets import get_dataset_config_names
 
-    seen = get_dataset_config_names(folder)
+    if glob.has_magic(folder):
+        # datasets reads a local folder's path as a glob pattern: ask it about a folder with a plain name whose
+        # files are links to the published ones (fsspec does not walk into a linked folder).
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="svit-internvl-check-") as plain:
+            for root, _, files in os.walk(folder):
+                relative = os.path.relpath(root, folder)
+                if relative.split(os.sep)[0] == ".cache":
+                    continue
+                os.makedirs(os.path.join(plain, relative), exist_ok=True)
+                for name in files:
+                    os.symlink(os.path.abspath(os.path.join(root, name)), os.path.join(plain, relative, name))
+            seen = get_dataset_config_names(plain)
+    else:
+        seen = get_dataset_config_names(folder)
     if sorted(seen) != sorted(expected_configs):
         raise PublishCheckError(folder, [f"datasets lists configs {sorted(seen)}, expected {sorted(expected_configs)}"])
 

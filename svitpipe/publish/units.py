@@ -4,7 +4,9 @@ is a Parquet file a unit writes, a **shard** is a published file.
 A config is cut into units: one per builder shard (an SVIT range of records, or one SA-1B tar with its
 captions). ``build_unit`` turns one unit into part files plus a small stats record; it is a pure function of its
 input (same input, byte-identical files, names that depend only on the unit), so any engine, in any order, with
-retries, gives the same result, and a re-run skips every unit whose parts and stats already exist.
+retries, gives the same result, and a re-run skips every unit whose parts and stats already exist under the same
+fingerprint (options, layout, and the digest of what the unit reads: ``unit_sources``), so a changed source
+rebuilds exactly the units that read it.
 ``finalize_config`` then links the parts, in unit order, to the shard names the Hub expects
 (``data/<config>/train-00000-of-00012.parquet``), halving the largest parts where more shards are wanted, and
 removes shards left from earlier runs.
@@ -27,6 +29,7 @@ from ..bad_records import BadRecordLedger
 from ..builder import SVITInternVL, iter_examples, make_config
 from ..features import CONFIGS, features_for
 from .parquet_layout import ParquetLayout, PartWriter, WrittenFile, write_batches
+from .unit_sources import unit_sources_digest
 
 logger = logging.get_logger(__name__)
 
@@ -161,15 +164,17 @@ def build_unit(
 
 
 # Raised when what a unit holds changes for the same key and options (2: SVIT units are contiguous record ranges;
-# 3: rows carry upstream_extra and reference_issues, records of one image are merged).
-UNIT_FORMAT = 3
+# 3: rows carry upstream_extra and reference_issues, records of one image are merged; 4: sizes and regions in the
+# EXIF-oriented frame, stricter header checks).
+UNIT_FORMAT = 4
 # Builder options that say where caches live, not what a unit writes.
 _NOT_IN_FINGERPRINT = ("cache_dir", "index_dir")
 
 
 def unit_fingerprint(unit: Unit, builder_kwargs: dict, layout: ParquetLayout) -> str:
-    """What a unit's files depend on besides its key: the sources and builder options, and the Parquet layout.
-    A unit finished under another fingerprint (other sources, ``--image-check``, shard size...) is built again."""
+    """What a unit's files depend on besides its key: the builder options, the Parquet layout, and what the unit
+    reads (``unit_sources``: its records or caption lines, the stamps of its image archives or folders). A unit
+    finished under another fingerprint (a changed source, ``--image-check``, shard size...) is built again."""
     options = {key: value for key, value in builder_kwargs.items() if key not in _NOT_IN_FINGERPRINT}
     payload = {
         "unit_format": UNIT_FORMAT,
@@ -177,6 +182,7 @@ def unit_fingerprint(unit: Unit, builder_kwargs: dict, layout: ParquetLayout) ->
         "key": unit.key,
         "options": options,
         "layout": asdict(layout),
+        "sources": unit_sources_digest(CONFIGS[unit.config_name].family, unit.gen_kwargs),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 

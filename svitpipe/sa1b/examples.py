@@ -15,7 +15,6 @@ from typing import Iterator, Optional
 from datasets.download.download_config import DownloadConfig
 
 from ..bad_records import (
-    CORRUPT_IMAGE,
     DAMAGED_TAR,
     DECLARED_SIZE_MISMATCH,
     MISSING_IMAGE,
@@ -25,6 +24,7 @@ from ..bad_records import (
     InvalidRecord,
 )
 from ..image_checks import CorruptImage, ImageCheck, inspect_image
+from ..image_files import MAX_IMAGE_BYTES
 from ..json_text import decode_json
 from ..locations import TarLocation
 from .caption_index import iter_bucket
@@ -59,17 +59,18 @@ def generate_sa1b_examples(
     captions_source: str,
     ledger: BadRecordLedger,
     image_check: ImageCheck = "header",
+    max_image_bytes: int = MAX_IMAGE_BYTES,
     download_config: Optional[DownloadConfig] = None,
 ) -> Iterator[tuple[int, int, dict]]:
     """Yield ``(tar position, line number, example)`` for every caption line of the given tars."""
-    with SA1BImageReader(tar_locations, download_config) as reader:
+    with SA1BImageReader(tar_locations, download_config, max_image_bytes=max_image_bytes) as reader:
         for tar in tars:
             lines = list(_read_bucket(tar, multi_image, captions_source, ledger))
             if multi_image:
                 examples = _multi_image_examples(lines, reader, captions_source, ledger, image_check)
             elif tar.location.kind == "tar":
                 examples = _single_image_examples_from_tar(
-                    tar.location, lines, captions_source, ledger, image_check, download_config
+                    tar.location, lines, captions_source, ledger, image_check, download_config, max_image_bytes
                 )
             else:
                 examples = _single_image_examples_from_reader(lines, reader, captions_source, ledger, image_check)
@@ -91,7 +92,7 @@ def _checked_size(data: bytes, image_check, path, number, captions_source, ledge
     try:
         return inspect_image(data, image_check)
     except CorruptImage as err:
-        ledger.bad(captions_source, f"line {number}", CORRUPT_IMAGE, f"{path}: {err}")
+        ledger.bad(captions_source, f"line {number}", err.reason, f"{path}: {err}")
         return None
 
 
@@ -139,19 +140,25 @@ def _finish(number, line, images, sizes, multi_image, captions_source, ledger):
     return _example(number, line, images, sizes, multi_image, extra)
 
 
-def _single_image_examples_from_tar(location, lines, captions_source, ledger, image_check, download_config):
+def _single_image_examples_from_tar(location, lines, captions_source, ledger, image_check, download_config,
+                                    max_image_bytes=MAX_IMAGE_BYTES):
     pending = defaultdict(list)
     for number, line in lines:
         pending[line.images[0].member].append((number, line))
     try:
-        for member, data in iter_tar_members(location, frozenset(pending), download_config):
+        for member, data in iter_tar_members(location, frozenset(pending), download_config, max_image_bytes):
             entries = pending.pop(member, None)
             if not entries:
                 continue
-            size = _checked_size(data, image_check, f"{location.url}::{member}", entries[0][0], captions_source, ledger)
-            if size is None:
-                for number, _ in entries[1:]:
-                    ledger.bad(captions_source, f"line {number}", CORRUPT_IMAGE, f"{location.url}::{member} is corrupt")
+            if isinstance(data, CorruptImage):
+                for number, _ in entries:
+                    ledger.bad(captions_source, f"line {number}", data.reason, str(data))
+                continue
+            try:
+                size = inspect_image(data, image_check)
+            except CorruptImage as err:
+                for number, _ in entries:
+                    ledger.bad(captions_source, f"line {number}", err.reason, f"{location.url}::{member}: {err}")
                 continue
             for number, line in entries:
                 example = _finish(number, line, [data], [size], False, captions_source, ledger)
@@ -178,6 +185,9 @@ def _multi_image_examples(lines, reader, captions_source, ledger, image_check, m
                 data = reader.read(ref.tar, ref.member)
             except DamagedTar as damage:
                 ledger.bad(captions_source, f"line {number}", DAMAGED_TAR, damage.lost(ref.member))
+                break
+            except CorruptImage as refused:  # refused before reading: too large, or not a regular file
+                ledger.bad(captions_source, f"line {number}", refused.reason, str(refused))
                 break
             if data is None:
                 where = reader.locations[ref.tar].url if ref.tar in reader.locations else f"{ref.tar} (no such tar)"

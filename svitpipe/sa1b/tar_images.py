@@ -8,6 +8,10 @@ Two ways in:
   (for a local tar this seeks over the image data, a fraction of a second for 11K images). Multi-image lines, whose
   images may sit in other tars, and extracted folders use this.
 
+A member's declared size is checked before its data is read: one over ``max_image_bytes`` is refused
+(``ImageTooLarge``, a bad record for the lines that need it) and skipped over in bounded memory. A tar holding two
+members with one file name gives the first to both ways in (a sequential pass cannot know of a later one).
+
 A damaged tar (cut short, or a corrupt header) is readable up to the damage: both ways give the members before it
 and raise ``DamagedTar`` for what lies past it, naming the tar, the last member read whole and what is wrong.
 ``tarfile`` itself ends an archive silently at a cut-off or corrupt header past the first one, so the headers are
@@ -19,12 +23,14 @@ from __future__ import annotations
 import tarfile
 import zlib
 from collections import OrderedDict
-from typing import BinaryIO, Collection, Iterator, NamedTuple, Optional
+from typing import BinaryIO, Collection, Iterator, NamedTuple, Optional, Union
 
 from datasets.download.download_config import DownloadConfig
 from datasets.utils.file_utils import xjoin, xopen
 
 from ..bad_records import describe_error
+from ..image_checks import ImageTooLarge
+from ..image_files import MAX_IMAGE_BYTES, check_member_size, read_image_file
 from ..locations import TarLocation
 from .paths import member_file_name
 
@@ -83,9 +89,13 @@ def _drain(file: BinaryIO) -> None:
 
 
 def iter_tar_members(
-    location: TarLocation, wanted: Collection[str], download_config: Optional[DownloadConfig] = None
-) -> Iterator[tuple[str, bytes]]:
-    """``(file name, bytes)`` of every regular member of a tar whose file name is in ``wanted``, in tar order.
+    location: TarLocation,
+    wanted: Collection[str],
+    download_config: Optional[DownloadConfig] = None,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
+) -> Iterator[tuple[str, Union[bytes, ImageTooLarge]]]:
+    """``(file name, bytes)`` of the first regular member of a tar with each file name in ``wanted``, in tar order;
+    a member declaring more than ``max_image_bytes`` comes as ``(file name, ImageTooLarge)``, its data unread.
 
     Every member before the one yielded was read whole. Where the tar is cut short or a header is corrupt,
     ``DamagedTar`` is raised, after the members before the damage; a tar that cannot be opened raises it at once.
@@ -94,12 +104,19 @@ def iter_tar_members(
     try:
         with xopen(location.url, "rb", download_config=download_config, block_size=0) as f:
             archive = tarfile.open(fileobj=f, mode="r|*", tarinfo=_EndNotingTarInfo)
+            given = set()
             for info in archive:
                 if info.isreg():
                     name = member_file_name(info.name)
                     with archive.extractfile(info) as file:
-                        if name in wanted:
-                            yield name, file.read()
+                        if name in wanted and name not in given:
+                            given.add(name)
+                            try:
+                                check_member_size(f"{location.url}::{info.name}", info.size, max_image_bytes)
+                            except ImageTooLarge as refused:
+                                yield name, refused
+                            else:
+                                yield name, file.read()
                         _drain(file)
                     last_good = name
                 archive.members = []  # a stream needs no index, and keeping one grows with the tar
@@ -144,7 +161,9 @@ def _index_tar(url: str, download_config: Optional[DownloadConfig]) -> _TarIndex
     infos = [info for info in archive.members if info.isreg()]
     if problem is not None and infos and not _data_is_whole(file, infos[-1]):
         infos.pop()
-    members = {member_file_name(info.name): info for info in infos}
+    members = {}
+    for info in infos:
+        members.setdefault(member_file_name(info.name), info)  # the first of two members with one name
     last_good = member_file_name(infos[-1].name) if infos else None
     return _TarIndex(file, archive, members, None if problem is None else DamagedTar(url, last_good, problem))
 
@@ -168,10 +187,12 @@ class SA1BImageReader:
         locations: dict[str, TarLocation],
         download_config: Optional[DownloadConfig] = None,
         max_open: int = 8,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
     ):
         self.locations = locations
         self.download_config = download_config
         self.max_open = max_open
+        self.max_image_bytes = max_image_bytes
         self._open: OrderedDict[str, _TarIndex] = OrderedDict()
 
     def __enter__(self) -> "SA1BImageReader":
@@ -188,23 +209,22 @@ class SA1BImageReader:
         """The member's bytes, or None when the tar (or folder) is unknown or, intact, does not hold it.
 
         Raises ``DamagedTar`` when the member lies in (or past) a damaged part of its tar, or the tar cannot be
-        opened: in a damaged tar, a member not found before the damage may lie past it.
+        opened: in a damaged tar, a member not found before the damage may lie past it. Raises ``ImageTooLarge``
+        (by the declared or file size, unread) past ``max_image_bytes`` and ``NotARegularFile`` for a folder entry
+        that is not a file.
         """
         location = self.locations.get(tar_stem)
         if location is None:
             return None
         if location.kind == "folder":
-            try:
-                with xopen(xjoin(location.url, member), "rb", download_config=self.download_config) as f:
-                    return f.read()
-            except FileNotFoundError:
-                return None
+            return read_image_file(xjoin(location.url, member), self.max_image_bytes, self.download_config)
         index = self._tar(location)
         info = index.members.get(member)
         if info is None:
             if index.damage is not None:
                 raise DamagedTar(index.damage.url, index.damage.last_good, index.damage.problem)
             return None
+        check_member_size(f"{location.url}::{info.name}", info.size, self.max_image_bytes)
         try:
             with index.archive.extractfile(info) as f:
                 return f.read()

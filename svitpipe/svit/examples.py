@@ -6,6 +6,9 @@ The annotation file is read once, by ``record_index``, which also decides which 
 ``merged-duplicate``), so one row per image holds everything upstream wrote about it. A range is a contiguous run of
 records and reads only those (and the later records merged into them).
 
+Sizes and regions describe the image as ``datasets.Image`` decodes it, with its EXIF orientation applied (upstream
+normalised boxes to the image as stored; such rows are counted as ``exif-oriented``).
+
 Problems in derived views are flagged on the row and counted in the ledger (``flag``): an ``image_id`` written as
 digits, undeclared keys (``upstream_extra``), references that do not parse or boxes out of range (``referring``).
 """
@@ -18,9 +21,9 @@ from typing import Iterator, Optional
 from datasets.download.download_config import DownloadConfig
 
 from ..bad_records import (
-    CORRUPT_IMAGE,
     DAMAGED_ZIP,
     EMPTY_CONVERSATION,
+    EXIF_ORIENTED,
     IMAGE_ID_AS_STRING,
     MALFORMED_JSON,
     MERGED_DUPLICATE,
@@ -29,7 +32,8 @@ from ..bad_records import (
     BadRecordLedger,
     InvalidRecord,
 )
-from ..image_checks import CorruptImage, ImageCheck, inspect_image
+from ..image_checks import CorruptImage, ImageCheck, inspect_image_frame, oriented_box
+from ..image_files import MAX_IMAGE_BYTES
 from ..locations import ImageLocation
 from .json_array_reader import decode_element
 from .record_index import IndexedRecord, RecordRange, iter_record_range
@@ -44,12 +48,13 @@ def generate_svit_examples(
     images: tuple[ImageLocation, ...],
     ledger: BadRecordLedger,
     image_check: ImageCheck = "header",
+    max_image_bytes: int = MAX_IMAGE_BYTES,
     download_config: Optional[DownloadConfig] = None,
 ) -> Iterator[tuple[int, int, dict]]:
     """Yield ``(range position, record index, example)`` for the records of the given ranges, in file order."""
     conversation_keys = ("topic",) if config_name == "conversation" else ()
     with_regions = config_name == "referring"
-    with VGImageReader(images, download_config) as image_reader:
+    with VGImageReader(images, download_config, max_image_bytes) as image_reader:
         for record_range in record_ranges:
             source = record_range.source
             for record in iter_record_range(record_range):
@@ -72,28 +77,57 @@ def generate_svit_examples(
                 except DamagedZip as err:
                     ledger.bad(source, location, DAMAGED_ZIP, str(err), count=len(parsed))
                     continue
+                except CorruptImage as err:  # refused before reading: too large, or not a regular file
+                    ledger.bad(source, location, err.reason, str(err), count=len(parsed))
+                    continue
                 if found is None:
                     ledger.bad(source, location, MISSING_IMAGE, f"{image_id}.jpg is in neither {image_reader.where()}",
                                count=len(parsed))
                     continue
                 image_path, image_bytes = found
                 try:
-                    width, height = inspect_image(image_bytes, image_check)
+                    frame = inspect_image_frame(image_bytes, image_check)
                 except CorruptImage as err:
-                    ledger.bad(source, location, CORRUPT_IMAGE, f"{image_path}: {err}", count=len(parsed))
+                    ledger.bad(source, location, err.reason, f"{image_path}: {err}", count=len(parsed))
                     continue
+                conversations = [conversation for _, view in parsed for conversation in view.conversations]
+                if frame.orientation != 1:
+                    conversations = _regions_in_frame(conversations, frame.orientation)
+                    ledger.flag(source, location, EXIF_ORIENTED,
+                                f"{image_path} has EXIF orientation {frame.orientation}: width, height and regions are "
+                                f"those of the decoded {frame.width}x{frame.height} image; the text's boxes are as written")
                 example = {
                     "id": str(image_id),
                     "image_id": image_id,
                     "image": {"path": image_path, "bytes": image_bytes},
-                    "width": width,
-                    "height": height,
-                    "conversations": [conversation for _, view in parsed for conversation in view.conversations],
+                    "width": frame.width,
+                    "height": frame.height,
+                    "conversations": conversations,
                     "upstream_extra": _merged_extra(parsed),
                 }
                 _flag_views(parsed, example["conversations"], source, location, ledger)
                 ledger.examples_written += 1
                 yield record_range.position, first_piece.index, example
+
+
+def _regions_in_frame(conversations: list, orientation: int) -> list:
+    """The conversations with every region's boxes moved into the decoded image's frame (upstream normalised them
+    to the image as stored)."""
+    if not any("regions" in turn for conversation in conversations for turn in conversation["content"]):
+        return conversations
+    return [
+        {
+            **conversation,
+            "content": [
+                {**turn, "regions": [
+                    {**region, "boxes": [oriented_box(box, orientation) for box in region["boxes"]]}
+                    for region in turn["regions"]
+                ]} if "regions" in turn else turn
+                for turn in conversation["content"]
+            ],
+        }
+        for conversation in conversations
+    ]
 
 
 def _parse(piece: IndexedRecord, source: str, ledger: BadRecordLedger, conversation_keys, with_regions):

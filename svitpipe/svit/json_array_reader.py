@@ -5,6 +5,8 @@ event parser cannot skip a broken element. This reader finds element boundaries 
 scanner (regular expressions do the per-character work), then hands each element's bytes to ``json.loads``. So:
 
 * memory is bounded by the chunk size plus the largest element, whatever the file size;
+* time is linear in the input: the window grows in place and a scan cut by the window's end resumes where it
+  stopped (inside a string too), so a 20 MB string costs what 20 strings of 1 MB cost;
 * every element comes with its index and byte offset, so an error can say exactly where the problem is;
 * an element that is not valid JSON but has balanced brackets is reported on its own and the reader can go on
   (the caller decides whether that is fatal); only a broken array structure (mismatched brackets, a missing comma,
@@ -21,8 +23,9 @@ from ..json_text import decode_json
 
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
 _STRUCTURAL = re.compile(rb'[\[\]{}"]')
-# The rest of a JSON string after its opening quote, up to and including the closing quote.
-_STRING_TAIL = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# The inside of a JSON string, as far as it goes: stops at the closing quote, or before a backslash with nothing
+# after it yet (the window ends there), or at the window's end.
+_STRING_BODY = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL)
 _SCALAR = re.compile(rb"[^,\]\s]+")
 
 
@@ -42,6 +45,8 @@ def _nested_values(depth: int) -> bytes:
 _CONTAINER = re.compile(rb"\{" + _nested_values(6) + rb"\}|\[" + _nested_values(6) + rb"\]", re.DOTALL)
 _CLOSERS = {ord("]"): ord("["), ord("}"): ord("{")}
 _UTF8_BOM = b"\xef\xbb\xbf"
+# Larger than any real record (SVIT's are a few KB) by far; a config field (``max_element_bytes``) can change it.
+MAX_ELEMENT_BYTES = 256 << 20
 
 
 class JSONArrayStructureError(ValueError):
@@ -51,6 +56,10 @@ class JSONArrayStructureError(ValueError):
         super().__init__(f"{message} (byte offset {offset}, array element {index})")
         self.offset = offset
         self.index = index
+
+
+class JSONElementTooLarge(JSONArrayStructureError):
+    """An element longer than ``max_element_bytes``: reading stops rather than hold it in memory."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,15 @@ class ArrayElement:
 
 
 class _Buffer:
-    """A sliding window over the stream: ``data[i]`` is byte ``base + i`` of the file."""
+    """A sliding window over the stream: ``data[i]`` is byte ``base + i`` of the file.
+
+    A ``bytearray`` grown in place: appending a chunk costs the chunk, not the window (a long element is not copied
+    again at every chunk)."""
 
     def __init__(self, stream: BinaryIO, chunk_size: int):
         self.stream = stream
         self.chunk_size = chunk_size
-        self.data = b""
+        self.data = bytearray()
         self.base = 0
         self.eof = False
 
@@ -85,10 +97,10 @@ class _Buffer:
         chunk = self.stream.read(self.chunk_size)
         if not chunk:
             self.eof = True
-        shift = keep_from
-        self.data = self.data[keep_from:] + chunk
-        self.base += shift
-        return shift
+        del self.data[:keep_from]
+        self.data += chunk
+        self.base += keep_from
+        return keep_from
 
 
 def decode_element(raw: bytes) -> tuple[Any, Optional[str]]:
@@ -101,7 +113,7 @@ def iter_json_array(
     stream: BinaryIO,
     *,
     chunk_size: int = 1 << 20,
-    max_element_bytes: int = 512 << 20,
+    max_element_bytes: int = MAX_ELEMENT_BYTES,
     select=None,
 ) -> Iterator[ArrayElement]:
     """Yield every element of the JSON array in ``stream`` (a binary file object), in order.
@@ -109,12 +121,14 @@ def iter_json_array(
     Args:
         stream: UTF-8 encoded JSON whose top-level value is an array.
         chunk_size: bytes read at a time.
-        max_element_bytes: an element larger than this is taken as a sign of a broken file.
+        max_element_bytes: an element larger than this stops the reader (``JSONElementTooLarge``) before it is held
+            whole in memory.
         select: optional ``callable(index) -> bool``; elements it rejects are located but not decoded (cheap
             skipping, used to split one array into shards). Rejected elements are not yielded.
 
     Raises:
         JSONArrayStructureError: the array structure is broken; the message gives the byte offset.
+        JSONElementTooLarge: an element is longer than ``max_element_bytes``.
     """
     buf = _Buffer(stream, chunk_size)
     pos = _skip_whitespace(buf, 0)
@@ -138,13 +152,9 @@ def iter_json_array(
             raise JSONArrayStructureError("file ends inside the array: expected a value", buf.base + pos, index)
         start, end = _scan_element(buf, pos, index, max_element_bytes)
         if end - start > max_element_bytes:
-            raise JSONArrayStructureError(
-                f"element of {end - start} bytes is larger than max_element_bytes={max_element_bytes}",
-                buf.base + start,
-                index,
-            )
+            raise _too_large(buf.base + start, index, max_element_bytes)
         if select is None or select(index):
-            raw = buf.data[start:end]
+            raw = bytes(buf.data[start:end])
             value, error = decode_element(raw)
             yield ArrayElement(index, buf.base + start, value=value, error=error, raw=raw)
         index += 1
@@ -185,9 +195,10 @@ def _scan_element(buf: _Buffer, start: int, index: int, max_element_bytes: int) 
     The window may be refilled (which shifts positions), so the returned start is the element's current position.
     """
     first = buf.data[start]
+    stack = []
+    pos = start
     if first == ord('"'):
-        stack = []
-        pos = start
+        pass
     elif first in (ord("{"), ord("[")):
         whole = _CONTAINER.match(buf.data, start)
         if whole is not None:
@@ -197,20 +208,40 @@ def _scan_element(buf: _Buffer, start: int, index: int, max_element_bytes: int) 
     else:
         # A bare scalar (number, true, false, null): up to the next separator.
         while True:
-            match = _SCALAR.match(buf.data, start)
-            if match and (match.end() < len(buf.data) or buf.eof):
-                return start, match.end()
-            if buf.eof:
+            match = _SCALAR.match(buf.data, pos)
+            end = match.end() if match else pos
+            if end == start:
                 raise JSONArrayStructureError("expected a value", buf.base + start, index)
-            shift = buf.refill(start)
+            if end < len(buf.data) or buf.eof:
+                return start, end
+            if end - start > max_element_bytes:
+                raise _too_large(buf.base + start, index, max_element_bytes)
+            shift = buf.refill(start)  # the scalar runs to the window's end: read on, resuming there
             start -= shift
+            pos = end - shift
+    in_string = first == ord('"')
+    string_start = start
+    if in_string:
+        pos = start + 1
     while True:
         if pos - start > max_element_bytes:
-            raise JSONArrayStructureError(
-                f"element larger than {max_element_bytes} bytes without closing: the file is probably broken",
-                buf.base + start,
-                index,
-            )
+            raise _too_large(buf.base + start, index, max_element_bytes)
+        if in_string:
+            pos = _STRING_BODY.match(buf.data, pos).end()
+            if pos < len(buf.data) and buf.data[pos] == ord('"'):
+                in_string = False
+                pos += 1
+                if not stack:
+                    return start, pos
+                continue
+            # The window ends inside the string (or just after a backslash): read on, resuming here.
+            if buf.eof:
+                raise JSONArrayStructureError("unterminated string", buf.base + string_start, index)
+            shift = buf.refill(start)
+            start -= shift
+            string_start -= shift
+            pos -= shift
+            continue
         match = _STRUCTURAL.search(buf.data, pos)
         if match is None:
             if buf.eof:
@@ -221,30 +252,25 @@ def _scan_element(buf: _Buffer, start: int, index: int, max_element_bytes: int) 
             pos = scanned_to - shift
             continue
         char = buf.data[match.start()]
+        pos = match.end()
         if char == ord('"'):
-            tail = _STRING_TAIL.match(buf.data, match.end())
-            if tail is None:
-                if buf.eof:
-                    raise JSONArrayStructureError(
-                        "unterminated string", buf.base + match.start(), index
-                    )
-                string_start = match.start()
-                shift = buf.refill(start)
-                start -= shift
-                pos = string_start - shift
-                continue
-            pos = tail.end()
-            if not stack:
-                return start, pos
+            in_string, string_start = True, match.start()
         elif char in (ord("{"), ord("[")):
             stack.append(char)
-            pos = match.end()
         else:
             if not stack or stack[-1] != _CLOSERS[char]:
                 raise JSONArrayStructureError(
                     f"mismatched {chr(char)!r}", buf.base + match.start(), index
                 )
             stack.pop()
-            pos = match.end()
             if not stack:
                 return start, pos
+
+
+def _too_large(offset: int, index: int, max_element_bytes: int) -> JSONElementTooLarge:
+    return JSONElementTooLarge(
+        f"element {index} is larger than max_element_bytes={max_element_bytes} (a config field: raise it if the "
+        "file is right)",
+        offset,
+        index,
+    )

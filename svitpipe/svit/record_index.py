@@ -34,7 +34,7 @@ from datasets.utils.file_utils import xopen
 
 from ..bad_records import InvalidRecord
 from ..source_index_cache import SUMMARY_FILE, build_once, index_folder_name
-from .json_array_reader import JSONArrayStructureError, iter_json_array
+from .json_array_reader import MAX_ELEMENT_BYTES, JSONArrayStructureError, iter_json_array
 from .records import read_image_id
 
 logger = logging.get_logger(__name__)
@@ -120,11 +120,16 @@ def load_or_build_record_index(
     in_zip: bool,
     index_root: str,
     download_config: Optional[DownloadConfig] = None,
+    max_element_bytes: int = MAX_ELEMENT_BYTES,
 ) -> SVITRecordIndex:
-    """The cached index of the annotation file under ``index_root``, built first if absent."""
-    folder = index_folder_name(annotation_url, ["svit-records", in_zip, _INDEX_VERSION], download_config)
+    """The cached index of the annotation file under ``index_root``, built first if absent (an element over
+    ``max_element_bytes`` stops the build, naming the file and the element)."""
+    options = ["svit-records", in_zip, _INDEX_VERSION]
+    if max_element_bytes != MAX_ELEMENT_BYTES:  # the default keeps the index folders of earlier runs
+        options.append(max_element_bytes)
+    folder = index_folder_name(annotation_url, options, download_config)
     directory = os.path.join(index_root, folder)
-    build_once(directory, lambda staging: _build(annotation_url, in_zip, staging, download_config))
+    build_once(directory, lambda staging: _build(annotation_url, in_zip, staging, download_config, max_element_bytes))
     with open(os.path.join(directory, SUMMARY_FILE), encoding="utf-8") as f:
         summary = json.load(f)
     return SVITRecordIndex(directory, summary["source"], summary["num_records"], summary["num_duplicates"])
@@ -191,7 +196,8 @@ def open_annotation(url: str, in_zip: bool, download_config: Optional[DownloadCo
                 yield f"{url}::{members[0].filename}", stream
 
 
-def _build(annotation_url: str, in_zip: bool, directory: str, download_config: Optional[DownloadConfig]) -> None:
+def _build(annotation_url: str, in_zip: bool, directory: str, download_config: Optional[DownloadConfig],
+           max_element_bytes: int = MAX_ELEMENT_BYTES) -> None:
     first_record_of: dict[int, int] = {}
     merges: dict[int, list[int]] = {}
     num_records = num_duplicates = 0
@@ -200,7 +206,7 @@ def _build(annotation_url: str, in_zip: bool, directory: str, download_config: O
     ) as records, open(os.path.join(directory, ENTRIES_FILE), "wb", buffering=_IO_BUFFER) as entries:
         position = 0
         try:
-            for element in iter_json_array(stream):
+            for element in iter_json_array(stream, max_element_bytes=max_element_bytes):
                 duplicate_of = -1
                 if element.ok:
                     with contextlib.suppress(InvalidRecord):

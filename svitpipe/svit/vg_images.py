@@ -21,6 +21,7 @@ from datasets.utils import logging
 from datasets.utils.file_utils import _prepare_path_and_storage_options, xjoin, xopen
 
 from ..bad_records import describe_error
+from ..image_files import MAX_IMAGE_BYTES, check_member_size, read_image_file
 from ..locations import ImageLocation
 
 logger = logging.get_logger(__name__)
@@ -58,9 +59,15 @@ class _OpenZip(NamedTuple):
 class VGImageReader:
     """Reads image bytes by id; open it with ``with`` so that zip handles are closed."""
 
-    def __init__(self, locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None):
+    def __init__(
+        self,
+        locations: tuple[ImageLocation, ...],
+        download_config: Optional[DownloadConfig] = None,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+    ):
         self.locations = locations
         self.download_config = download_config
+        self.max_image_bytes = max_image_bytes
         self._zips: dict[str, _OpenZip] = {}
         self._open_files = []
 
@@ -83,7 +90,9 @@ class VGImageReader:
         """``(relative path, bytes)`` of the image, e.g. ``("VG_100K/2354786.jpg", b"...")``; None if absent.
 
         Raises ``DamagedZip`` when the image's member cannot be read, or when the image is in none of the places
-        that can be read and a zip cannot be opened (the image may be in it).
+        that can be read and a zip cannot be opened (the image may be in it); ``ImageTooLarge`` for an image over
+        ``max_image_bytes`` (a member by its declared size) and ``NotARegularFile`` for a folder entry that is not a
+        file, neither read.
         """
         unopened = None
         for location in self.locations:
@@ -95,13 +104,13 @@ class VGImageReader:
                     continue
                 member = opened.members.get(image_id)
                 if member is not None:
+                    check_member_size(f"{location.url}::{member.name}", member.file_size, self.max_image_bytes)
                     return path, _read_member(opened.archive, member, location.url)
             else:
-                try:
-                    with xopen(xjoin(location.url, f"{image_id}.jpg"), "rb", download_config=self.download_config) as f:
-                        return path, f.read()
-                except FileNotFoundError:
-                    continue
+                data = read_image_file(xjoin(location.url, f"{image_id}.jpg"), self.max_image_bytes,
+                                       self.download_config)
+                if data is not None:
+                    return path, data
         if unopened is not None:
             raise unopened
         return None
