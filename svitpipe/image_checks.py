@@ -37,9 +37,9 @@ _JPEG_END = b"\xff\xd9"
 _JPEG_START_OF_SCAN = b"\xff\xda"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHUNK = struct.Struct(">I4s")
-_EXIF_ORIENTATION = 0x0112
+EXIF_ORIENTATION_TAG = 0x0112
 # EXIF orientations 5 to 8 turn the image by 90 degrees: the decoded width is the stored height.
-_TURNED = (5, 6, 7, 8)
+QUARTER_TURNS = (5, 6, 7, 8)
 
 
 class CorruptImage(ValueError):
@@ -81,7 +81,7 @@ def inspect_image_frame(data: bytes, check: ImageCheck = "header") -> ImageFrame
                 size = image.size
                 image_format = image.format
                 _refuse_bomb(size)
-                orientation = _orientation(image)
+                orientation = exif_orientation(image)
                 if check == "decode":
                     image.load()
     except PIL.Image.DecompressionBombError as err:
@@ -98,7 +98,7 @@ def inspect_image_frame(data: bytes, check: ImageCheck = "header") -> ImageFrame
     if structure is not None:
         structure(data)
     width, height = size
-    if orientation in _TURNED:
+    if orientation in QUARTER_TURNS:
         width, height = height, width
     return ImageFrame(width, height, orientation)
 
@@ -131,12 +131,19 @@ def _refuse_bomb(size: tuple[int, int]) -> None:
         )
 
 
-def _orientation(image: PIL.Image.Image) -> int:
+def exif_orientation(image: PIL.Image.Image) -> int:
+    """An opened image's EXIF orientation, 1-8 (1, as stored, when it has none or it cannot be read)."""
     try:
-        value = image.getexif().get(_EXIF_ORIENTATION)
+        value = image.getexif().get(EXIF_ORIENTATION_TAG)
     except Exception:  # an unreadable EXIF block leaves the image as stored, as datasets' decoding does
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def decoded_size(image: PIL.Image.Image) -> tuple[int, int]:
+    """An opened image's ``(width, height)`` as ``datasets.Image`` decodes it: after its EXIF orientation."""
+    width, height = image.size
+    return (height, width) if exif_orientation(image) in QUARTER_TURNS else (width, height)
 
 
 def _first_bytes(data: bytes) -> str:

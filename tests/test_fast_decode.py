@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from svitpipe import image_checks
 from svitpipe.training import fast_decode
 from svitpipe.training.fast_decode import (
     DecodeTransform,
@@ -501,7 +502,7 @@ def oriented_jpeg(orientation: int, size=(64, 32)) -> bytes:
     pixels[height // 2 :, : width // 2] = (10, 10, 250)
     pixels[height // 2 :, width // 2 :] = (240, 240, 20)
     exif = Image.Exif()
-    exif[fast_decode.EXIF_ORIENTATION_TAG] = orientation
+    exif[image_checks.EXIF_ORIENTATION_TAG] = orientation
     return encode(Image.fromarray(pixels), quality=95, exif=exif.tobytes())
 
 

@@ -168,6 +168,26 @@ def test_a_changed_sa1b_source_is_rebuilt(tmp_path, change, extracted):
     assert after != before
 
 
+@pytest.mark.parametrize("with_tars", [False, True], ids=["captions-alone", "with-tars"])
+@pytest.mark.parametrize("change", list(SA1B_CHANGES))
+def test_a_changed_source_rebuilds_reference_mode_units(tmp_path, change, with_tars):
+    """Reference mode reads the captions, and the tars only when they are given (sizes, tar order)."""
+    root = tmp_path / "src"
+    write_sa1b(root, SA1B_LINES, SA1B_TARS, extracted=False)
+    options = ["--sa1b-captions-source", str(root / "captions"), "--sa1b-images", "reference",
+               "--configs", "sa1b-en-single", "sa1b-en-multi"]
+    if with_tars:
+        options += ["--sa1b-images-source", str(root / "sa1b")]
+    out = build(tmp_path / "out", *options)
+    before = published_files(out)
+    lines, tars = SA1B_CHANGES[change](SA1B_LINES, SA1B_TARS)
+    write_sa1b(root, lines, tars, extracted=False)
+    after = published_files(build(out, *options))
+    assert after == published_files(build(tmp_path / "fresh", *options))
+    # A new image in a tar changes no reference row when the tars are not read, and its size when they are.
+    assert (after == before) == (change == "changed-tar" and not with_tars)
+
+
 def test_a_changed_tar_rebuilds_only_the_units_reading_it(tmp_path):
     from svitpipe.publish.parquet_layout import ParquetLayout
     from svitpipe.publish.units import make_builder, plan_units, unit_fingerprint

@@ -26,6 +26,7 @@ from datasets.utils.file_utils import _prepare_path_and_storage_options, is_loca
 from ..json_text import decode_json
 from ..sa1b.caption_index import iter_bucket
 from ..sa1b.records import line_image_refs
+from ..sa1b.source import locate_sa1b_tars
 from ..source_index_cache import source_stamp
 from ..svit.record_index import iter_record_range
 
@@ -60,25 +61,41 @@ def _feed_svit(gen_kwargs: dict) -> Iterable:
 def _feed_sa1b(gen_kwargs: dict) -> Iterable:
     download_config = gen_kwargs.get("download_config")
     multi_image = gen_kwargs["multi_image"]
-    locations = gen_kwargs["tar_locations"]
-    yield [gen_kwargs["captions_source"], multi_image]
+    reference = "tar_locations" not in gen_kwargs  # a reference-mode unit (sa1b.reference): tars are optional
+    images_source = gen_kwargs.get("images_source") if reference else None
+    locations = gen_kwargs["tar_locations"] if not reference else {}
+    yield [gen_kwargs["captions_source"], multi_image, reference, images_source]
     for tar in gen_kwargs["tars"]:
-        yield [tar.position, tar.location.stem, tar.location.kind, tar.location.url]
-        read = {tar.location.stem}
-        with open(tar.bucket, "rb") as bucket:
+        stem = tar.stem if reference else tar.location.stem
+        yield [tar.position, stem] + ([] if reference else [tar.location.kind, tar.location.url])
+        bucket_path = tar.bucket
+        with open(bucket_path, "rb") as bucket:
             yield bucket.read()
+        if reference and images_source is None:
+            continue  # the rows come from the caption lines alone
+        read = {stem}
         if multi_image:
-            for _, text in iter_bucket(tar.bucket):
-                value, error = decode_json(text)
-                if error is None:
-                    try:
-                        read.update(ref.tar for ref in line_image_refs(value, multi_image))
-                    except ValueError:
-                        pass  # a bad line reads no image; its text is in the digest already
-        for stem in sorted(read):
-            location = locations.get(stem)
-            yield [stem, None if location is None else [location.kind, location.url,
-                                                        location_stamp(location.kind, location.url, download_config)]]
+            read.update(_tars_of_lines(bucket_path, multi_image))
+        if reference:
+            found, _ = locate_sa1b_tars(images_source, sorted(read), download_config)
+            locations = found
+        for other in sorted(read):
+            location = locations.get(other)
+            yield [other, None if location is None else [location.kind, location.url,
+                                                         location_stamp(location.kind, location.url, download_config)]]
+
+
+def _tars_of_lines(bucket_path: str, multi_image: bool) -> set:
+    """Every tar the images of a bucket's caption lines are in."""
+    tars = set()
+    for _, text in iter_bucket(bucket_path):
+        value, error = decode_json(text)
+        if error is None:
+            try:
+                tars.update(ref.tar for ref in line_image_refs(value, multi_image))
+            except ValueError:
+                pass  # a bad line reads no image; its text is in the digest already
+    return tars
 
 
 def location_stamp(kind: str, url: str, download_config: Optional[DownloadConfig] = None) -> list:

@@ -23,6 +23,7 @@ import PIL.Image
 from datasets.download.download_config import DownloadConfig
 
 from ..bad_records import DECLARED_SIZE_MISMATCH, NO_SINGLE_CAPTION, UPSTREAM_EXTRA_KEYS, BadRecordLedger
+from ..image_checks import decoded_size
 from .examples import _read_bucket
 from .image_source import ImageNotAvailable, SA1BImageSource
 from .records import CaptionLine, declared_sizes_differ
@@ -116,7 +117,7 @@ def _real_sizes(line: CaptionLine, source: SA1BImageSource) -> Optional[list]:
 def _image_size(head: bytes) -> Optional[tuple[int, int]]:
     try:
         with PIL.Image.open(io.BytesIO(head)) as image:
-            return image.size
+            return decoded_size(image)  # the frame the embed build's sizes are in
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError):
         return None
 

@@ -43,6 +43,8 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from ..image_checks import QUARTER_TURNS, exif_orientation
+
 FITS = ("longest", "shortest", "square")
 REDUCES = ("draft", "none")
 LAYOUTS = ("HWC", "CHW")
@@ -116,9 +118,6 @@ def _opencv():
     return _OPENCV or None
 
 
-EXIF_ORIENTATION_TAG = 0x0112
-# Orientations 5-8 store the image turned by a quarter: the decoded width is the stored height.
-_QUARTER_TURNS = (5, 6, 7, 8)
 # How each EXIF orientation turns a stored H x W x C array into the decoded frame (what ImageOps.exif_transpose,
 # and so datasets.Image, gives); the views are made contiguous by the caller.
 _ORIENT = {
@@ -132,19 +131,10 @@ _ORIENT = {
 }
 
 
-def exif_orientation(image: Image.Image) -> int:
-    """The image's EXIF orientation (1-8; 1, as stored, when it has none or it cannot be read)."""
-    try:
-        value = image.getexif().get(EXIF_ORIENTATION_TAG)
-    except Exception:  # an unreadable EXIF block: datasets' decoding leaves such an image as stored too
-        return 1
-    return value if value in _ORIENT else 1
-
-
 def _stored_target(image: Image.Image, size: int, fit: str, orientation: int) -> tuple[int, int]:
     """The size to resize the stored pixels to, so that after the EXIF turn the image has the target size."""
     width, height = image.size
-    if orientation in _QUARTER_TURNS:
+    if orientation in QUARTER_TURNS:
         decoded_w, decoded_h = target_size(height, width, size, fit)
         return decoded_h, decoded_w
     return target_size(width, height, size, fit)
