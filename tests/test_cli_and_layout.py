@@ -129,7 +129,7 @@ def test_nothing_edits_sys_path():
         ("svit", {"source", "json_array_reader", "record_index", "records", "referring_regions", "vg_images",
                   "examples"}),
         ("sa1b", {"source", "paths", "caption_index", "records", "tar_images", "examples"}),
-        ("publish", {"units", "parquet_layout", "engines", "checks", "card", "hub_push", "upload"}),
+        ("publish", {"units", "parquet_layout", "engines", "folder_lock", "checks", "card", "hub_push", "upload"}),
         ("training", {"chat_format", "boxes", "fast_decode", "llava_export"}),
         ("testing", {"fake_upstream"}),
     ],
