@@ -1,10 +1,12 @@
 """A static file server on 127.0.0.1 that answers HTTP ``Range`` requests (206 and the slice), as the web servers and
 object stores behind ``https://`` sources do: fsspec's HTTP filesystem reads archives by ranges and refuses a server
-that ignores them. Folders are listed as ``http.server`` lists them (an HTML page of links)."""
+that ignores them. Folders are listed as ``http.server`` lists them (an HTML page of links). With a ``gate``
+(``threading.Event``), every request waits until it is set: a source that stalls, to hold a run mid-way."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import threading
@@ -16,8 +18,11 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 class RangeRequestHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    gate = None
 
     def send_head(self):
+        if self.gate is not None:
+            self.gate.wait()
         path = self.translate_path(self.path)
         wanted = _RANGE.match(self.headers.get("Range", "").strip())
         if os.path.isdir(path) or not wanted or not os.path.isfile(path):
@@ -64,9 +69,10 @@ class _Body:
 
 
 @contextlib.contextmanager
-def serve_folder(folder):
+def serve_folder(folder, gate=None):
     """``http://127.0.0.1:<port>`` serving ``folder`` until the block ends."""
-    handler = lambda *args: RangeRequestHandler(*args, directory=str(folder))  # noqa: E731
+    handler = type("Handler", (RangeRequestHandler,), {"gate": gate})
+    handler = functools.partial(handler, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -81,6 +81,38 @@ def test_a_second_run_into_a_held_folder_fails_at_once_naming_the_holder(tmp_pat
         holder.wait(timeout=60)
 
 
+def test_two_upload_runs_into_one_folder(tmp_path):
+    # The first run stalls on its source (an http server holding every request), holding the folder meanwhile.
+    out, gate = tmp_path / "out", threading.Event()
+    runs = []
+    with serve_folder(SAMPLE_DIR, gate) as url:
+        try:
+            first = upload_process("--configs", "referring", "--local-dir", str(out), "--svit-source", f"{url}/svit")
+            runs.append(first)
+            lock = out / WORK_DIR / LOCK_FILE
+            for _ in range(2400):  # up to 2 minutes for the first run to start and take the lock
+                if lock.exists() and f'"pid": {first.pid},' in lock.read_text():
+                    break
+                assert first.poll() is None, first.communicate()
+                time.sleep(0.05)
+            else:
+                pytest.fail("the first run never took the folder's lock")
+            second = upload_process("--configs", "referring", "--local-dir", str(out), "--svit-source", f"{url}/svit")
+            runs.append(second)
+            _, second_err = second.communicate(timeout=120)  # at once: it does not wait for the first
+            gate.set()
+            _, first_err = first.communicate(timeout=300)
+        finally:
+            gate.set()
+            for run in runs:
+                if run.poll() is None:
+                    run.kill()
+                    run.communicate()
+    assert second.returncode == 2 and f"pid {first.pid} on host" in second_err
+    assert first.returncode == 0, first_err
+    assert len(folder_rows(out, "referring")) == 8
+
+
 def test_a_lock_whose_holder_was_killed_does_not_block(tmp_path, capsys):
     out = tmp_path / "out"
     holder = hold_lock(out)
@@ -353,6 +385,7 @@ def test_killing_a_run_with_workers_leaves_no_process_behind(tmp_path):
     source = many_records_source(tmp_path / "svit", 3000)
     run = upload_process("--svit-source", str(source), "--configs", "description", "--local-dir", str(tmp_path / "out"),
                          "--num-proc", "2", "--svit-num-shards", "16", "--image-check", "decode")
+    left = {}
     try:
         # Wait for a worker: a process two levels down (the run -> the fork server -> a worker).
         while not any(descendants(child) for child in descendants(run.pid)):
@@ -369,7 +402,7 @@ def test_killing_a_run_with_workers_leaves_no_process_behind(tmp_path):
             time.sleep(0.1)
         assert still_running(left) == []
     finally:
-        for pid in still_running(left if "left" in locals() else {}):
+        for pid in still_running(left):
             os.kill(pid, signal.SIGKILL)
 
 
