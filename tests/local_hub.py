@@ -159,48 +159,88 @@ def serve_git_repos(
         yield endpoint
 
 
-@contextlib.contextmanager
-def _serve_mirrors(mirrors: Path, repo_ids, workdir: Path, timeout: float) -> Iterator[str]:
-    """Start the server over the mirror tree ``mirrors``; yield the endpoint once every repo answers."""
-    port = _free_port()
-    config = workdir / "olah.toml"
-    _write_config(config, port, mirrors, workdir / "olah-cache")
-    log_path = workdir / "local_hub.log"
-    endpoint = f"http://127.0.0.1:{port}"
+class HubProcess:
+    """The server over a mirror tree, on one port for its whole life: ``stop()`` and ``start()`` it again (tests of
+    a server that goes away mid-stream)."""
 
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(SERVER_SCRIPT), "--config", str(config)],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        pending = list(repo_ids)
+    def __init__(self, mirrors: Path, repo_ids, workdir: Path, timeout: float = 30.0):
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.repo_ids = list(repo_ids)
+        self.workdir = workdir
+        self.timeout = timeout
+        self.config = workdir / "olah.toml"
+        _write_config(self.config, self.port, mirrors, workdir / "olah-cache")
+        self.log_path = workdir / "local_hub.log"
+        self.process: Optional[subprocess.Popen] = None
+
+    def start(self) -> None:
+        """Start the server; return once every repo answers."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(SERVER_SCRIPT), "--config", str(self.config)],
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + self.timeout
+        pending = list(self.repo_ids)
         while pending:
-            if process.poll() is not None:
+            if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"local Hub server exited with code {process.returncode}; log tail:\n{_tail(log_path)}"
+                    f"local Hub server exited with code {self.process.returncode}; log tail:\n{_tail(self.log_path)}"
                 )
-            if _get_status(f"{endpoint}/api/datasets/{pending[0]}/revision/main") == 200:
+            if _get_status(f"{self.endpoint}/api/datasets/{pending[0]}/revision/main") == 200:
                 pending.pop(0)
                 continue
             if time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(
-                    f"local Hub server at {endpoint} did not serve {pending[0]} within {timeout:.0f} s; "
-                    f"log tail:\n{_tail(log_path)}"
+                    f"local Hub server at {self.endpoint} did not serve {pending[0]} within {self.timeout:.0f} s; "
+                    f"log tail:\n{_tail(self.log_path)}"
                 )
             time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
         try:
-            process.wait(timeout=10)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@contextlib.contextmanager
+def _serve_mirrors(mirrors: Path, repo_ids, workdir: Path, timeout: float) -> Iterator[str]:
+    """Start the server over the mirror tree ``mirrors``; yield the endpoint once every repo answers."""
+    with hub_process(mirrors, repo_ids, workdir, timeout) as hub:
+        yield hub.endpoint
+
+
+@contextlib.contextmanager
+def hub_process(mirrors: Path, repo_ids, workdir: Path, timeout: float = 30.0) -> Iterator[HubProcess]:
+    hub = HubProcess(mirrors, repo_ids, workdir, timeout)
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.stop()
+
+
+@contextlib.contextmanager
+def serve_stoppable_dataset_repos(repos: Mapping[str, Union[str, Path]], workdir: Union[str, Path],
+                                  timeout: float = 30.0) -> Iterator[HubProcess]:
+    """``serve_dataset_repos``, yielding the ``HubProcess`` (``endpoint``, ``stop()``, ``start()``)."""
+    workdir = Path(workdir).resolve()
+    mirrors = workdir / "mirrors"
+    for repo_id, folder in repos.items():
+        make_git_mirror(folder, _mirror_path(mirrors, repo_id))
+    with hub_process(mirrors, list(repos), workdir, timeout) as hub:
+        yield hub
 
 
 def hub_env(endpoint: str, hf_home: Union[str, Path], extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:

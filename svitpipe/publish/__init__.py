@@ -2,6 +2,6 @@
 a Parquet file a unit writes, a **shard** is a published file.
 
 ``units`` (plan, build, finalize), ``parquet_layout`` (how parts are written), ``engines`` (where units run),
-``card`` (README.md and dataset_infos.json), ``checks`` (the folder verified), ``hub_push`` (the push), ``upload``
-(the command that does all of it).
+``folder_lock`` (one run per folder), ``card`` (README.md and dataset_infos.json), ``checks`` (the folder verified),
+``hub_push`` (the push), ``upload`` (the command that does all of it).
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import time
 import traceback
@@ -56,6 +57,43 @@ def _ready() -> bool:
     return True
 
 
+def _end_with_run(run_pid: int) -> None:
+    """Worker initializer: the worker ends when the process that started the run ends, however it ends (SIGKILL
+    included). A worker's parent is the fork server, which lives as long as any worker does, and a worker waits on
+    a queue it holds both ends of, so without this a killed run leaves its workers, the fork server and the resource
+    tracker behind; once the workers end, the other two end by themselves."""
+    threading.Thread(target=_exit_after, args=(run_pid,), name="end-with-run", daemon=True).start()
+
+
+def _exit_after(pid: int, use_pidfd: bool = True, interval: float = 1.0) -> None:
+    wait_for_process_end(pid, use_pidfd, interval)
+    os._exit(1)
+
+
+def wait_for_process_end(pid: int, use_pidfd: bool = True, interval: float = 1.0) -> None:
+    """Return once process ``pid`` has ended: at once through a pidfd (Linux), else by asking every ``interval``
+    seconds whether the pid still exists."""
+    if use_pidfd and hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        except OSError:  # a kernel without pidfds (before Linux 5.3), or a sandbox that refuses them
+            pass
+        else:
+            select.select([fd], [], [])  # readable once the process has ended, even before it is reaped
+            os.close(fd)
+            return
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # the pid exists (it may be another user's process now): keep asking
+            pass
+        time.sleep(interval)
+
+
 def _worker_context():
     """Workers fork from a fork server that imported what a unit needs (``datasets``, the builder: about a second)
     once, while this process plans; spawning would import it in every worker, and forking this process could copy
@@ -92,7 +130,8 @@ def local_workers(num_proc: int):
         yield None
         return
     count = num_proc - 1
-    with ProcessPoolExecutor(max_workers=count, mp_context=_worker_context()) as pool:
+    with ProcessPoolExecutor(max_workers=count, mp_context=_worker_context(), initializer=_end_with_run,
+                             initargs=(os.getpid(),)) as pool:
         workers = LocalWorkers(pool, [])
         # The first submit blocks until the fork server has imported the builder; this process has other work.
         starter = threading.Thread(

@@ -5,13 +5,15 @@
   re-run with the same input makes no commit at all.
 * Data first, card last: shards go in commits of at most ``batch_size`` files; the last commit adds the card and
   ``dataset_infos.json`` and deletes shards left from earlier builds, so the repo switches to the new build at once.
-* 429 and 5xx answers and dropped connections are retried with exponential backoff (honouring ``Retry-After``).
+* 429 and 5xx answers, answers whose body is not JSON (a proxy's HTML error page) and dropped connections are
+  retried with exponential backoff (honouring ``Retry-After``), on every call the push makes.
 * The token is passed to ``huggingface_hub`` and never printed or logged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,6 +33,10 @@ WORK_FOLDER = ".cache"  # build state inside the local folder; never pushed
 CARD_FILES = (DATASET_INFOS_FILE, CARD_FILE)
 
 
+class HubAnswerError(RuntimeError):
+    """The Hub (or a proxy in front of it) kept answering with a body that is not JSON."""
+
+
 def call_with_retries(
     call: Callable, what: str, attempts: int = 6, base_delay: float = 2.0, sleep: Callable = time.sleep
 ):
@@ -45,6 +51,15 @@ def call_with_retries(
             retry_after = err.response.headers.get("Retry-After") if err.response is not None else None
             delay = float(retry_after) if retry_after and retry_after.isdigit() else base_delay * 2 ** (attempt - 1)
             reason = f"HTTP {status}"
+        except json.JSONDecodeError as err:
+            # huggingface_hub reads some answers as JSON before it checks their status (validate-yaml does), so a
+            # gateway's HTML error page (a 502) arrives as a decoding error, with no status to look at.
+            excerpt = " ".join(err.doc[:120].split()) if isinstance(err.doc, str) else ""
+            if attempt == attempts:
+                raise HubAnswerError(f"{what}: the Hub answered {attempts} times with a body that is not JSON "
+                                     f"(a proxy or gateway error?): {excerpt!r}") from err
+            delay = base_delay * 2 ** (attempt - 1)
+            reason = f"an answer that is not JSON ({excerpt[:60]!r})"
         except (httpx2.TransportError, ConnectionError, TimeoutError) as err:
             if attempt == attempts:
                 raise

@@ -6,7 +6,8 @@ push them.
 
 The folder it writes is what ``load_dataset`` reads natively: ``data/<config>/train-00000-of-000NN.parquet``,
 ``README.md`` (YAML ``configs`` + ``dataset_info``) and ``dataset_infos.json``. Build state (finished units, the
-caption index) lives in ``<local-dir>/.cache/`` so an interrupted build resumes where it stopped.
+caption index) lives in ``<local-dir>/.cache/`` so an interrupted build resumes where it stopped; a lock there keeps
+a second run out while one is writing the folder (``folder_lock``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..sample import SAMPLE_SOURCES
 from .card import human_bytes, write_card
 from .checks import verify_published_folder
 from .engines import ENGINES, Throughput, local_workers, ray_session, run_local, run_ray
+from .folder_lock import FolderInUse, folder_lock
 from .parquet_layout import (
     DEFAULT_ROW_GROUP_BYTES,
     DEFAULT_ROWS_PER_ROW_GROUP,
@@ -68,7 +70,8 @@ def parse_args(argv=None, prog=None) -> argparse.Namespace:
                          "with the chosen --on-bad-record would finish, 1 otherwise.")
     inspect.add_argument("--report", metavar="FILE", help="With --inspect: also write the findings as JSON.")
     where = parser.add_argument_group("where to")
-    where.add_argument("--local-dir", help="Build the Hub-ready folder here (default with --repo-id: build/<name>).")
+    where.add_argument("--local-dir", help="Build the Hub-ready folder here (default with --repo-id: build/<name>). "
+                       "One run at a time per folder: a second one exits at once, naming the first.")
     where.add_argument("--repo-id", help="Also push the folder to this Hub dataset repo (ORG/NAME).")
     where.add_argument("--private", action="store_true", help="Create the repo as private if it does not exist.")
     where.add_argument("--revision", help="Push to this branch (created if missing) instead of main.")
@@ -286,6 +289,15 @@ def main(argv=None, *, prog=None, command=None) -> int:
               "--allow-sa1b-redistribution if you may publish them, --sa1b-images reference to publish them without "
               "images, or leave those configs out.", file=sys.stderr)
         return 2
+    try:
+        with folder_lock(work_dir, redo_command(argv, command)):
+            return _build_and_push(args, out_dir, work_dir, argv, command)
+    except FolderInUse as error:  # another run is writing this folder: refused before anything is touched
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _build_and_push(args: argparse.Namespace, out_dir: str, work_dir: str, argv, command) -> int:
     layout = ParquetLayout(
         max_shard_bytes=convert_file_size_to_int(args.max_shard_size), rows_per_row_group=args.rows_per_row_group,
         max_row_group_bytes=args.row_group_bytes,

@@ -3,13 +3,13 @@ folders (a folder wins when both exist: it needs no unpacking)."""
 
 from __future__ import annotations
 
-import os
 from typing import Iterable, Optional
 
 from datasets.download.download_config import DownloadConfig
-from datasets.utils.file_utils import is_local_path, xexists, xisdir, xjoin, xlistdir
+from datasets.utils.file_utils import xexists, xjoin
 
 from ..locations import TarLocation
+from ..url_paths import url_isdir, url_listdir
 
 
 def locate_sa1b_tars(
@@ -23,10 +23,10 @@ def locate_sa1b_tars(
         folder_url, tar_url = xjoin(root, stem), xjoin(root, f"{stem}.tar")
         if listing is not None:
             has_folder, has_tar = stem in listing, f"{stem}.tar" in listing
-            if has_folder and not xisdir(folder_url, download_config=download_config):
+            if has_folder and not url_isdir(folder_url, download_config):
                 has_folder = False
         else:
-            has_folder = xisdir(folder_url, download_config=download_config)
+            has_folder = url_isdir(folder_url, download_config)
             has_tar = not has_folder and xexists(tar_url, download_config=download_config)
         if has_folder:
             found[stem] = TarLocation(stem, "folder", folder_url)
@@ -40,8 +40,6 @@ def locate_sa1b_tars(
 def _list_names(root: str, download_config: Optional[DownloadConfig]) -> Optional[set]:
     """Names directly under ``root``, or None where the storage cannot list (plain https)."""
     try:
-        if is_local_path(root):
-            return set(os.listdir(root))
-        return {name.rstrip("/").rsplit("/", 1)[-1] for name in xlistdir(root, download_config=download_config)}
+        return set(url_listdir(root, download_config))
     except (NotImplementedError, OSError, ValueError):
         return None

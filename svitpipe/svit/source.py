@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Optional
 
 from datasets.download.download_config import DownloadConfig
-from datasets.utils.file_utils import xexists, xisdir, xjoin
+from datasets.utils.file_utils import xexists, xjoin
 
 from ..locations import ImageLocation, SVITFiles
+from ..url_paths import url_isdir
 
 SVIT_IMAGE_ARCHIVES = {"VG_100K": "raw/images.zip", "VG_100K_2": "raw/images2.zip"}
 
@@ -34,7 +35,7 @@ def locate_svit_files(root: str, stem: str, download_config: Optional[DownloadCo
     for folder, archive in SVIT_IMAGE_ARCHIVES.items():
         folder_url = xjoin(root, "raw", folder)
         archive_url = xjoin(root, archive)
-        if xisdir(folder_url, download_config=download_config):
+        if url_isdir(folder_url, download_config):
             images.append(ImageLocation(folder, "folder", folder_url))
         elif xexists(archive_url, download_config=download_config):
             images.append(ImageLocation(folder, "zip", archive_url))

@@ -185,7 +185,8 @@ def _read_member(archive: zipfile.ZipFile, member: _ZipMember, url: str) -> byte
 def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None) -> int:
     """Bytes of all VG images at ``locations`` (zip central directories or folder listings; nothing is read).
 
-    A zip that cannot be opened counts as empty: its images are reported where records need them.
+    A zip that cannot be opened counts as empty: its images are reported where records need them. So does a file a
+    listing gives no size for (a web server's index page): set ``svit_num_shards`` for such sources.
     """
     total = 0
     for location in locations:
@@ -201,5 +202,5 @@ def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Opt
 
             path, storage_options = _prepare_path_and_storage_options(location.url, download_config=download_config)
             fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
-            total += sum(entry["size"] for entry in fs.ls(fs_path, detail=True) if entry["type"] == "file")
+            total += sum(entry.get("size") or 0 for entry in fs.ls(fs_path, detail=True) if entry["type"] == "file")
     return total
