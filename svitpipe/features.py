@@ -192,6 +192,20 @@ def svit_features(config_name: str) -> Features:
     )
 
 
+def _sa1b_row(image_columns: dict) -> Features:
+    """An SA-1B row: the id, the columns that hold (or point to) its image(s), then the caption line's own fields."""
+    return Features(
+        {
+            "id": Value("string"),
+            **image_columns,
+            "caption": Value("string"),
+            "conversations": List(_turn(with_regions=False)),
+            "source_id": Value("string"),
+            "upstream_extra": UPSTREAM_EXTRA,
+        }
+    )
+
+
 def sa1b_features(multi_image: bool) -> Features:
     if multi_image:
         images = {
@@ -207,16 +221,7 @@ def sa1b_features(multi_image: bool) -> Features:
             "width": Value("int32"),
             "height": Value("int32"),
         }
-    return Features(
-        {
-            "id": Value("string"),
-            **images,
-            "caption": Value("string"),
-            "conversations": List(_turn(with_regions=False)),
-            "source_id": Value("string"),
-            "upstream_extra": UPSTREAM_EXTRA,
-        }
-    )
+    return _sa1b_row(images)
 
 
 # How an sa1b-* config holds its images: "embed" (the original bytes in the rows) or "reference" (the SA-1B tar and
@@ -234,16 +239,7 @@ def sa1b_reference_features(multi_image: bool) -> Features:
         images = {"image_refs": List(SA1B_IMAGE_REF), "widths": List(Value("int32")), "heights": List(Value("int32"))}
     else:
         images = {"image_ref": SA1B_IMAGE_REF, "width": Value("int32"), "height": Value("int32")}
-    return Features(
-        {
-            "id": Value("string"),
-            **images,
-            "caption": Value("string"),
-            "conversations": List(_turn(with_regions=False)),
-            "source_id": Value("string"),
-            "upstream_extra": UPSTREAM_EXTRA,
-        }
-    )
+    return _sa1b_row(images)
 
 
 def features_for(config_name: str, sa1b_images: str = "embed") -> Features:

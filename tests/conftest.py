@@ -57,6 +57,24 @@ def new_builder(cache_dir, config_name: str, **kwargs) -> SVITInternVL:
     return SVITInternVL(config_name=config_name, cache_dir=str(cache_dir), **kwargs)
 
 
+@pytest.fixture(scope="module")
+def builders(tmp_path_factory):
+    """Factory: ``builders(config_name)``, one sample builder per config for the module (its own cache dir)."""
+    cache = {}
+
+    def get(config_name: str) -> SVITInternVL:
+        if config_name not in cache:
+            cache[config_name] = new_builder(tmp_path_factory.mktemp("builder-cache"), config_name)
+        return cache[config_name]
+
+    return get
+
+
+def undecoded_stream(builder: SVITInternVL):
+    """The builder's train split streamed with images left as ``{"bytes", "path"}``."""
+    return builder.as_streaming_dataset(split="train").decode(False)
+
+
 @pytest.fixture
 def sample_builder(tmp_path_factory):
     """Factory: ``sample_builder(config_name, **config_kwargs)``, each call with its own fresh cache dir."""

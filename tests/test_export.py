@@ -28,7 +28,7 @@ import datasets
 import pytest
 from PIL import Image
 
-from conftest import ALL_CONFIGS, SA1B_CONFIGS, SVIT_CONFIGS, new_builder
+from conftest import ALL_CONFIGS, SA1B_CONFIGS, SVIT_CONFIGS, undecoded_stream
 from publish_fixtures import sample_build
 from svitpipe import cli
 from svitpipe.features import CONFIGS
@@ -40,24 +40,10 @@ MULTI_CONFIGS = [name for name in ALL_CONFIGS if CONFIGS[name].multi_image]
 SINGLE_CONFIGS = [name for name in ALL_CONFIGS if not CONFIGS[name].multi_image]
 
 
-@pytest.fixture(scope="module")
-def builders(tmp_path_factory):
-    cache = {}
-
-    def get(config_name):
-        if config_name not in cache:
-            cache[config_name] = new_builder(tmp_path_factory.mktemp("export-cache"), config_name)
-        return cache[config_name]
-
-    return get
-
-
-def stream(builder):
-    return builder.as_streaming_dataset(split="train").decode(False)
 
 
 def rows_of(builders, config_name):
-    return list(stream(builders(config_name)))
+    return list(undecoded_stream(builders(config_name)))
 
 
 def stored_images(rows, config_name):
@@ -165,7 +151,7 @@ def check_llava_export(out, config_name, format_name):
 @pytest.mark.parametrize("config_name", ALL_CONFIGS)
 def test_internvl_export_of_every_config(builders, tmp_path, config_name):
     rows = rows_of(builders, config_name)
-    counts = export(stream(builders(config_name)), str(tmp_path), config_name, "internvl", progress=False)
+    counts = export(undecoded_stream(builders(config_name)), str(tmp_path), config_name, "internvl", progress=False)
     records = check_internvl_export(tmp_path, config_name)
     images = stored_images(rows, config_name)
     assert counts["rows"] == len(rows) and counts["records"] == len(records) == expected_record_count(rows, config_name)
@@ -199,7 +185,7 @@ def test_internvl_referring_boxes_are_ref_box_markup_in_thousandths(builders, tm
 @pytest.mark.parametrize("config_name", MULTI_CONFIGS)
 def test_llava_onevision_multi_image_export(builders, tmp_path, config_name):
     rows = rows_of(builders, config_name)
-    counts = export(stream(builders(config_name)), str(tmp_path), config_name, "llava-onevision", progress=False)
+    counts = export(undecoded_stream(builders(config_name)), str(tmp_path), config_name, "llava-onevision", progress=False)
     records = check_llava_export(tmp_path, config_name, "llava-onevision")
     assert [record["image"] for record in records] == [row["image_paths"] for row in rows]
     assert all(type(record["image"]) is list and len(record["image"]) > 1 for record in records)
@@ -220,7 +206,7 @@ def test_llava_single_image_export(builders, tmp_path, config_name, format_name)
 def test_llava_v15_refuses_multi_image_configs(builders, tmp_path, capsys, config_name):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="--format llava cannot hold .*several images.*--format llava-onevision"):
-        export(stream(builders(config_name)), str(out), config_name, "llava", progress=False)
+        export(undecoded_stream(builders(config_name)), str(out), config_name, "llava", progress=False)
     assert not out.exists()  # refused before anything is written
     with pytest.raises(SystemExit) as exited:
         main(["--format", "llava", "--data", str(tmp_path / "nowhere"), "--config", config_name, "--out", str(out)])
@@ -249,8 +235,8 @@ def test_svit_configs_share_images_and_each_is_written_once(builders, tmp_path):
     shared = set(first) & set(second)
     assert shared  # SVIT configs are about the same Visual Genome images
     assert all(first[path] == second[path] for path in shared)
-    one = export(stream(builders("referring")), str(tmp_path), "referring", "internvl", progress=False)
-    two = export(stream(builders("description")), str(tmp_path), "description", "internvl", progress=False)
+    one = export(undecoded_stream(builders("referring")), str(tmp_path), "referring", "internvl", progress=False)
+    two = export(undecoded_stream(builders("description")), str(tmp_path), "description", "internvl", progress=False)
     assert one["images_written"] == len(first)
     assert two["images_written"] == len(set(second) - set(first)) < two["image_refs"]
     assert files_under(tmp_path / "images") == set(first) | set(second)

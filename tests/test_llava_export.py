@@ -5,26 +5,12 @@ import os
 
 import pytest
 
-from conftest import ALL_CONFIGS, new_builder, prepare
+from conftest import ALL_CONFIGS, prepare, undecoded_stream
 from svitpipe.features import CONFIGS
 from svitpipe.training.chat_format import flatten_svit, to_llava_record
 from svitpipe.training.llava_export import export_llava, iter_undecoded_rows, main, safe_image_path
 
 
-@pytest.fixture(scope="module")
-def builders(tmp_path_factory):
-    cache = {}
-
-    def get(config_name):
-        if config_name not in cache:
-            cache[config_name] = new_builder(tmp_path_factory.mktemp("llava-cache"), config_name)
-        return cache[config_name]
-
-    return get
-
-
-def stream(builder):
-    return builder.as_streaming_dataset(split="train").decode(False)
 
 
 def images_of(row, config_name):
@@ -74,8 +60,8 @@ def check_export(out, config_name, rows, counts):
 
 @pytest.mark.parametrize("config_name", ALL_CONFIGS)
 def test_export_sample_config(builders, tmp_path, config_name):
-    rows = list(stream(builders(config_name)))
-    counts = export_llava(stream(builders(config_name)), str(tmp_path), config_name)
+    rows = list(undecoded_stream(builders(config_name)))
+    counts = export_llava(undecoded_stream(builders(config_name)), str(tmp_path), config_name)
     records = check_export(tmp_path, config_name, rows, counts)
     assert len(records) >= len(rows) > 0
     if config_name == "conversation":
@@ -85,8 +71,8 @@ def test_export_sample_config(builders, tmp_path, config_name):
 
 
 def test_export_a_filtered_stream(builders, tmp_path):
-    all_rows = list(stream(builders("referring")))
-    selected = stream(builders("referring")).filter(lambda row: row["image_id"] % 2 == 0)
+    all_rows = list(undecoded_stream(builders("referring")))
+    selected = undecoded_stream(builders("referring")).filter(lambda row: row["image_id"] % 2 == 0)
     counts = export_llava(selected, str(tmp_path), "referring")
     chosen = [row for row in all_rows if row["image_id"] % 2 == 0]
     assert 0 < len(chosen) < len(all_rows)
@@ -97,7 +83,7 @@ def test_export_a_filtered_stream(builders, tmp_path):
 def test_export_from_a_prepared_dataset_matches_the_stream(builders, tmp_path):
     dataset = prepare(builders("sa1b-zh-multi"))
     counts = export_llava(iter_undecoded_rows(dataset), str(tmp_path / "a"), "sa1b-zh-multi")
-    check_export(tmp_path / "a", "sa1b-zh-multi", list(stream(builders("sa1b-zh-multi"))), counts)
+    check_export(tmp_path / "a", "sa1b-zh-multi", list(undecoded_stream(builders("sa1b-zh-multi"))), counts)
 
 
 @pytest.mark.parametrize("kind", ["Dataset", "IterableDataset"])
@@ -106,7 +92,7 @@ def test_export_takes_datasets_with_decoding_on(builders, tmp_path, kind):
     dataset = prepare(builder) if kind == "Dataset" else builder.as_streaming_dataset(split="train")
     assert dataset.features["image"].decode
     counts = export_llava(dataset, str(tmp_path), "reasoning")
-    check_export(tmp_path, "reasoning", list(stream(builder)), counts)
+    check_export(tmp_path, "reasoning", list(undecoded_stream(builder)), counts)
 
 
 @pytest.mark.parametrize("config_name,limit,records", [
@@ -116,11 +102,11 @@ def test_export_takes_datasets_with_decoding_on(builders, tmp_path, kind):
     ("conversation", 3, 3),  # stops inside the second image's conversations
 ])
 def test_limit_counts_records(builders, tmp_path, config_name, limit, records):
-    counts = export_llava(stream(builders(config_name)), str(tmp_path), config_name, limit=limit)
+    counts = export_llava(undecoded_stream(builders(config_name)), str(tmp_path), config_name, limit=limit)
     with open(tmp_path / f"{config_name}.json", encoding="utf-8") as file:
         written = json.load(file)
     assert counts["records"] == len(written) == records
-    assert written == expected_records(list(stream(builders(config_name))), config_name)[:records]
+    assert written == expected_records(list(undecoded_stream(builders(config_name))), config_name)[:records]
     assert files_under(tmp_path / "images") == {
         r["image"] for r in written
     }
@@ -128,7 +114,7 @@ def test_limit_counts_records(builders, tmp_path, config_name, limit, records):
 
 def test_json_is_written_incrementally(builders, tmp_path):
     # 2000 records (one image): by the time the last row is asked for, most of the JSON must be on disk already
-    row = next(iter(stream(builders("description"))))
+    row = next(iter(undecoded_stream(builders("description"))))
     partial = tmp_path / "description.json.partial"
     sizes = []
 
@@ -146,7 +132,7 @@ def test_json_is_written_incrementally(builders, tmp_path):
 
 def test_a_failed_export_leaves_no_json(builders, tmp_path):
     def rows_then_decoded_image():
-        rows = iter(stream(builders("referring")))
+        rows = iter(undecoded_stream(builders("referring")))
         yield next(rows)
         yield {**next(rows), "image": object()}
 
@@ -156,14 +142,14 @@ def test_a_failed_export_leaves_no_json(builders, tmp_path):
 
 
 def test_same_path_with_other_bytes_is_an_error(builders, tmp_path):
-    row = next(iter(stream(builders("description"))))
+    row = next(iter(undecoded_stream(builders("description"))))
     twin = {**row, "id": "twin", "image": {**row["image"], "bytes": row["image"]["bytes"] + b"x"}}
     with pytest.raises(ValueError, match="different bytes"):
         export_llava([row, twin], str(tmp_path), "description")
 
 
 def test_same_path_twice_is_written_once(builders, tmp_path):
-    row = next(iter(stream(builders("description"))))
+    row = next(iter(undecoded_stream(builders("description"))))
     counts = export_llava([row, {**row, "id": "again"}], str(tmp_path), "description")
     assert counts == {"rows": 2, "records": 2, "image_refs": 2, "images_written": 1}
 
@@ -200,7 +186,7 @@ def test_cli(builders, tmp_path, capsys, config_name, limit, streaming):
     argv += ["--limit", str(limit)] if limit else []
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    rows = list(stream(builders(config_name)))
+    rows = list(undecoded_stream(builders(config_name)))
     with open(tmp_path / "out" / f"{config_name}.json", encoding="utf-8") as file:
         records = json.load(file)
     expected = expected_records(rows, config_name)

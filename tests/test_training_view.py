@@ -18,7 +18,7 @@ import torch
 from datasets import Features, Image, List, Value
 
 from conftest import sample_svit_records
-from publish_fixtures import ALL_CONFIGS, SVIT_CONFIGS, sample_build, shard_paths
+from publish_fixtures import ALL_CONFIGS, sample_build, shard_paths
 from svitpipe.features import CONFIGS, features_for
 from svitpipe.svit.referring_regions import scan_references
 from svitpipe.training import mix, training_view

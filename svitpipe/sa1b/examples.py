@@ -96,14 +96,19 @@ def _checked_size(data: bytes, image_check, path, number, captions_source, ledge
         return None
 
 
-def _example(number: int, line: CaptionLine, images: list[bytes], sizes: list[tuple[int, int]], multi_image: bool,
-             extra: dict):
-    common = {
+def caption_line_fields(line: CaptionLine, extra: dict) -> dict:
+    """The columns every SA-1B row takes from its caption line, whatever holds its images."""
+    return {
         "caption": line.caption,
         "conversations": line.conversations,
         "source_id": line.source_id,
         "upstream_extra": json.dumps(extra, ensure_ascii=False) if extra else None,
     }
+
+
+def _example(number: int, line: CaptionLine, images: list[bytes], sizes: list[tuple[int, int]], multi_image: bool,
+             extra: dict):
+    common = caption_line_fields(line, extra)
     if multi_image:
         return {
             "id": str(number),

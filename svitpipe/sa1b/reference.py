@@ -15,7 +15,6 @@ tars) and rows joined with extracted folders in caption-line order.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -24,7 +23,7 @@ from datasets.download.download_config import DownloadConfig
 
 from ..bad_records import DECLARED_SIZE_MISMATCH, NO_SINGLE_CAPTION, UPSTREAM_EXTRA_KEYS, BadRecordLedger
 from ..image_checks import decoded_size
-from .examples import _read_bucket
+from .examples import _read_bucket, caption_line_fields
 from .image_source import ImageNotAvailable, SA1BImageSource
 from .records import CaptionLine, declared_sizes_differ
 
@@ -152,12 +151,7 @@ def reference_example(
         ledger.flag(captions_source, location, NO_SINGLE_CAPTION, f"{roles.count('gpt')} 'gpt' turns: caption is null")
     if sizes is None:
         sizes = [(None, None)] * len(line.images)
-    common = {
-        "caption": line.caption,
-        "conversations": line.conversations,
-        "source_id": line.source_id,
-        "upstream_extra": json.dumps(extra, ensure_ascii=False) if extra else None,
-    }
+    common = caption_line_fields(line, extra)
     if multi_image:
         return {
             "id": str(number),
