@@ -10,7 +10,8 @@ Modes:
     svit-build / sa1b-build: ``upload.main`` for the config, ``--num-proc 1`` (everything in this process);
     svit-stream / sa1b-stream: iterate every row of ``SVITInternVL(...).as_streaming_dataset("train")`` (with
         ``USE_TORCH=0``, ``datasets`` does not import torch, as where torch is not installed);
-    json-load: ``json.load`` of the file; jsonl-load: ``json.loads`` of every line into one list.
+    json-load: ``json.load`` of the file; jsonl-load: ``json.loads`` of every line into one list;
+    imports: import ``params["modules"]`` one after the other, the resident size after each (what each costs).
 """
 
 from __future__ import annotations
@@ -39,8 +40,29 @@ def status_kb(field: str) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
 
 
+def import_costs(modules: list) -> list:
+    """``[module, resident kB after importing it, seconds]`` for each module in turn (each on top of the ones
+    before, as a program imports them); a module that is not installed is reported as such."""
+    import importlib
+
+    out = [["(interpreter)", status_kb("VmRSS"), 0.0]]
+    for name in modules:
+        started = time.perf_counter()
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            out.append([name, None, None])
+            continue
+        out.append([name, status_kb("VmRSS"), time.perf_counter() - started])
+    return out
+
+
 def main() -> None:
     mode, params = sys.argv[1], json.loads(sys.argv[2])
+    if mode == "imports":
+        print(json.dumps({"mode": mode, "imports": import_costs(params["modules"]), "peak_kb": peak_kb(),
+                          "hwm_kb": status_kb("VmHWM"), "baseline_kb": 0}))
+        return
     if mode.endswith("-build") or mode.endswith("-stream"):
         import contextlib
         import io

@@ -146,3 +146,20 @@ def test_runtime_modules_do_not_import_the_test_tooling():
         and any(name.startswith("svitpipe.testing") for name in imported_modules(path))
     ]
     assert offenders == []
+
+
+HEAVY_OPTIONAL_MODULES = ("torch", "matplotlib", "transformers", "trl", "ray", "cv2")
+
+
+def test_a_sample_build_imports_none_of_the_heavy_optional_modules(tmp_path):
+    """``upload.py`` keeps to what publishing needs: torch alone would add ~170 MB to every build process (and to
+    each local worker); matplotlib, the trainers, Ray (unless asked for) and OpenCV belong to other commands."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['upload.py', '--sample', '--configs', 'referring', 'sa1b-en-multi', '--local-dir', {str(tmp_path)!r}]\n"
+        "try:\n    runpy.run_path('upload.py', run_name='__main__')\nexcept SystemExit as end:\n    assert not end.code, end\n"
+        f"print(sorted(name for name in {HEAVY_OPTIONAL_MODULES!r} if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
