@@ -357,3 +357,20 @@ def test_scan_never_raises_on_garbage():
 def test_scan_never_raises_on_truncated_references(text):
     regions, issues = scan_references(text)
     assert all(0 <= issue.start < issue.end <= len(text) for issue in issues)
+
+
+@pytest.mark.parametrize(
+    "text, boxes",
+    [
+        # Only spaces and tabs join a continuation; any whitespace (str.isspace) may open a box and, for the scanner,
+        # separate '<ed>' from its first box.
+        ("<st>a<ed> [0, 0, 1, 1],\u3000[0.1, 0.1, 0.2, 0.2]", [(0.0, 0.0, 1.0, 1.0)]),
+        ("<st>a<ed> [0, 0, 1, 1]\u00a0, [0, 0, 1, 1]", [(0.0, 0.0, 1.0, 1.0)]),
+        ("<st>a<ed> [0, 0, 1, 1] ,\t[\u3000\u2028.5, 0, 1, 1]", [(0.0, 0.0, 1.0, 1.0), (0.5, 0.0, 1.0, 1.0)]),
+        ("<st>a<ed>\u2028\u3000[0, 0, 1, 1]", [(0.0, 0.0, 1.0, 1.0)]),
+        ("<st>a<ed> [0, 0, 1, 1], [see note]", [(0.0, 0.0, 1.0, 1.0)]),
+    ],
+)
+def test_which_whitespace_separates_what(text, boxes):
+    regions, issues = scan_references(text)
+    assert [list(region.boxes) for region in regions] == [boxes] and issues == []

@@ -21,8 +21,10 @@ from svitpipe.publish.parquet_layout import (
     VIEWER_ROW_GROUP_BYTES_LIMIT,
     ParquetLayout,
     PartWriter,
+    footer_bytes,
     open_parquet_writer,
     row_group_bytes_bound,
+    row_group_footer_bound,
     write_batches,
 )
 from svitpipe.publish.upload import parse_args
@@ -144,6 +146,28 @@ def test_the_bound_covers_what_parquet_records(built, config):
         writer.close()
         group = pq.ParquetFile(pa.BufferReader(sink.getvalue())).metadata.row_group(0)
         assert group.total_byte_size <= row_group_bytes_bound(part, features), (config, rows)
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS)
+def test_the_bounds_of_a_slice_are_those_of_a_copy_of_its_rows(built, config):
+    # A slice of one chunk (what PartWriter hands over) is read in place, several chunks are combined first: the
+    # image counts, their bytes and the footer bound are those of a fresh copy of the same rows.
+    features, layout = features_for(config), ParquetLayout()
+    rows = generated_rows(built, config, 7)
+    whole = pa.Table.from_pylist(rows, schema=features.arrow_schema)
+    fixed = footer_bytes(features, layout)
+    for start, stop in ((0, 7), (2, 5), (3, 4), (6, 7)):
+        part = whole.slice(start, stop - start)
+        copy = pa.Table.from_pylist(rows[start:stop], schema=features.arrow_schema)
+        chunked = pa.Table.from_batches(
+            [pa.RecordBatch.from_pylist(rows[i : i + 1], schema=features.arrow_schema) for i in range(start, stop)]
+        )
+        assert part.column("id").num_chunks == 1 and chunked.column("id").num_chunks == stop - start
+        images = {row_group_bytes_bound(table, features) - table.nbytes for table in (part, copy, chunked)}
+        assert len(images) == 1
+        assert row_group_footer_bound(features, layout, part, fixed) == row_group_footer_bound(
+            features, layout, copy, fixed
+        )
 
 
 # --------------------------------------------------------------------------

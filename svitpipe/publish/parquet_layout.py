@@ -146,6 +146,12 @@ def _empty_file_footer(features: Features, layout: ParquetLayout) -> int:
     return _EMPTY_FILE_FOOTERS[key]
 
 
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array; a column of one chunk (a slice of what ``PartWriter`` converts) as it is, since
+    combining would copy every image's bytes to read their lengths."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 # Footer bytes one data page can add (its page-index entry, thrift-encoded); measured 3-12, bounded generously.
 _FOOTER_BYTES_PER_PAGE = 32
 
@@ -161,7 +167,7 @@ def row_group_footer_bound(features: Features, layout: ParquetLayout, table: pa.
     pages = 0
     for name, in_list in image_columns(features):
         column = table.column(name)
-        values = column.combine_chunks()
+        values = _one_array(column)
         structs, lengths = (values.flatten(), values) if in_list else (values, None)
         image_bytes = structs.field("bytes")
         total = pc.sum(pc.binary_length(image_bytes)).as_py() or 0
@@ -169,7 +175,10 @@ def row_group_footer_bound(features: Features, layout: ParquetLayout, table: pa.
         empty = pa.StructArray.from_arrays(
             [pa.nulls(len(structs), pa.binary()), structs.field("path")], names=["bytes", "path"]
         )
-        emptied = empty if lengths is None else pa.ListArray.from_arrays(lengths.offsets, empty, type=column.type)
+        if lengths is not None:  # offsets counted from the slice's first list, as flatten() gives its values
+            offsets = lengths.offsets
+            offsets = pc.subtract(offsets, offsets[0]) if offsets[0].as_py() else offsets
+        emptied = empty if lengths is None else pa.ListArray.from_arrays(offsets, empty, type=column.type)
         table = table.set_column(table.schema.get_field_index(name), name, emptied)
     return footer_bytes(features, layout, table) - fixed_footer + pages * _FOOTER_BYTES_PER_PAGE
 
@@ -184,7 +193,7 @@ _PAGE_HEADER_BYTES = 64
 def _image_values_and_bytes(table: pa.Table, features: Features) -> tuple[int, int]:
     values = total = 0
     for name, in_list in image_columns(features):
-        column = table.column(name).combine_chunks()
+        column = _one_array(table.column(name))
         structs = column.flatten() if in_list else column
         image_bytes = structs.field("bytes")
         values += len(image_bytes)

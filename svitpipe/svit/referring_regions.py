@@ -124,7 +124,6 @@ Span = tuple[int, int]
 
 _ST = "<st>"
 _ED = "<ed>"
-_BLANKS = " \t"
 _COORDINATES = ("x1", "y1", "x2", "y2")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _SIGNED_NUMBER = re.compile(r"[+-]?(?:{})".format(_NUMBER.pattern))
@@ -136,6 +135,11 @@ _WHOLE_BOX = re.compile(_BOX_PATTERN.format(_NUMBER.pattern))
 _WHOLE_SIGNED_BOX = re.compile(_BOX_PATTERN.format(_SIGNED_NUMBER.pattern))
 _CLOSED_BRACKET = re.compile(r"\[(?:(?!<st>|<ed>)[^\[\]])*\]")
 _REST_OF_TOKEN = re.compile(r"[^\s\[\],<]*")
+# Runs that ``_skip`` passes over (``\s`` is exactly ``str.isspace()``), and a whole continuation up to the ``[`` of
+# its box: blanks, a comma, blanks, ``[``, whitespace, then something that starts like a number.
+_BLANK_RUN = re.compile(r"[ \t]*")
+_SPACE_RUN = re.compile(r"\s*")
+_CONTINUATION = re.compile(r"[ \t]*,[ \t]*(\[)\s*(?:{})".format(_STARTS_LIKE_NUMBER.pattern))
 _EXCERPT_RADIUS = 20
 
 
@@ -194,9 +198,7 @@ def _excerpt(text: str, position: int) -> str:
 
 
 def _skip(text: str, i: int, blanks_only: bool) -> int:
-    while i < len(text) and (text[i] in _BLANKS if blanks_only else text[i].isspace()):
-        i += 1
-    return i
+    return (_BLANK_RUN if blanks_only else _SPACE_RUN).match(text, i).end()
 
 
 def _describe(text: str, i: int) -> str:
@@ -230,7 +232,7 @@ def _parse_box(text: str, i: int, signed: bool) -> tuple[Box, int]:
     """Parse the box whose ``[`` is at ``text[i]``; return its values as written and the offset after ``]``."""
     whole = (_WHOLE_SIGNED_BOX if signed else _WHOLE_BOX).match(text, i)
     if whole is not None:
-        x1, y1, x2, y2 = (float(value) for value in whole.groups())
+        x1, y1, x2, y2 = map(float, whole.groups())
         return (x1, y1, x2, y2), whole.end()
     i += 1
     values: list[float] = []
@@ -302,6 +304,9 @@ def _check_values(text: str, box_start: int, box: Box, end: int) -> None:
 
 def _value_issues(box: Box, span: Span) -> list[ReferenceIssue]:
     """The scanner's value rule: one issue for all coordinates outside 0-1, one for all inverted pairs."""
+    x1, y1, x2, y2 = box
+    if 0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0:  # the usual box, checked at once
+        return []
     issues = []
     outside = _outside_unit(box)
     if outside:
@@ -316,14 +321,8 @@ def _value_issues(box: Box, span: Span) -> list[ReferenceIssue]:
 
 def _continuation(text: str, i: int) -> int | None:
     """Offset of the ``[`` of a continuation box after offset ``i``, or None."""
-    j = _skip(text, i, blanks_only=True)
-    if j >= len(text) or text[j] != ",":
-        return None
-    j = _skip(text, j + 1, blanks_only=True)
-    if j >= len(text) or text[j] != "[":
-        return None
-    k = _skip(text, j + 1, blanks_only=False)
-    return j if _STARTS_LIKE_NUMBER.match(text, k) else None
+    match = _CONTINUATION.match(text, i)
+    return match.start(1) if match else None
 
 
 def _reference_box(text: str, start: int, i: int, lenient: bool) -> tuple[Box, int]:
