@@ -31,7 +31,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # also in spawn
 from . import datagen
 from .common import Results  # noqa: E402
 
-SECTIONS = ("build", "read", "layout", "decode", "memory", "scaling", "inspect", "join")
+SECTIONS = ("build", "read", "layout", "decode", "memory", "scaling", "inspect", "join", "xet")
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,12 @@ def section_inspect(ctx: Context) -> None:
                       ctx.plan.repeats["inspect"], ctx.plan.memory_sa1b_tars)
 
 
+def section_xet(ctx: Context) -> None:
+    from . import bench_xet
+
+    bench_xet.run(ctx.results, ctx.source("svit"), ctx.source("sa1b"), ctx.work_dir)
+
+
 def section_join(ctx: Context) -> None:
     from . import bench_sa1b_join
 
@@ -206,6 +212,7 @@ def section_join(ctx: Context) -> None:
 RUNNERS = {
     "build": section_build, "read": section_read, "layout": section_layout, "decode": section_decode,
     "memory": section_memory, "scaling": section_scaling, "inspect": section_inspect, "join": section_join,
+    "xet": section_xet,
 }
 
 

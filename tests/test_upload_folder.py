@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets.utils.py_utils import convert_file_size_to_int
@@ -38,7 +39,7 @@ from publish_fixtures import (
 )
 from svit_internvl import SVITInternVL
 from svitpipe.features import CONFIGS, features_for
-from svitpipe.publish.parquet_layout import image_bytes_columns
+from svitpipe.publish.parquet_layout import ParquetLayout, image_bytes_columns, write_table
 from svitpipe.sample import SAMPLE_SOURCES
 
 datasets.disable_progress_bars()
@@ -155,13 +156,32 @@ def test_column_codecs_encodings_and_page_index(folder):
         assert seen_image_columns == image_columns, config
 
 
-def test_file_metadata_declares_cdc_and_features(folder):
+def test_file_metadata_declares_features_and_no_cdc(folder):
+    """Content-defined chunking is off by default (it made Xet deduplicate image shards less, see
+    ``benchmarks/bench_xet.py``); a file written with it declares its options."""
     for config in ALL_CONFIGS:
         for path in shard_paths(folder, config):
             key_values = pq.ParquetFile(path).metadata.metadata
-            cdc = json.loads(key_values[b"content_defined_chunking"])
-            assert cdc["min_chunk_size"] < cdc["max_chunk_size"], path
+            assert b"content_defined_chunking" not in key_values, path
             assert datasets.Features.from_arrow_schema(pq.read_schema(path)) == features_for(config), path
+
+
+def test_cdc_layout_declares_its_options(tmp_path):
+    features = features_for("sa1b-en-single")
+    rows = [{name: None for name in features} for _ in range(3)]
+    for row, number in zip(rows, range(3)):
+        row.update(id=str(number), image={"bytes": bytes(range(256)) * (number + 1), "path": f"sa_{number}.jpg"})
+    table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
+    for cdc in (False, True):
+        path = tmp_path / f"cdc-{cdc}.parquet"
+        write_table(str(path), table, features, ParquetLayout(content_defined_chunking=cdc))
+        key_values = pq.ParquetFile(path).metadata.metadata or {}
+        if cdc:
+            options = json.loads(key_values[b"content_defined_chunking"])
+            assert options["min_chunk_size"] < options["max_chunk_size"]
+        else:
+            assert b"content_defined_chunking" not in key_values
+        assert pq.read_table(path).equals(table)
 
 
 def test_image_bytes_are_the_original_files(folder):

@@ -421,7 +421,8 @@ def _how_made(facts: CardFacts) -> list[str]:
     dedup = (
         "page index and content-defined chunking so the Hub's Xet storage deduplicates unchanged pages across "
         "re-uploads and identical images across configs" if layout.content_defined_chunking
-        else "page index"
+        else "page index; image bytes stored as they are, so the Hub's Xet storage deduplicates identical images "
+        "across configs and re-uploads"
     )
     return [
         "## How this was made",
