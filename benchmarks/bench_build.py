@@ -79,8 +79,8 @@ def upload_build(inputs: dict, out_dir: str, num_proc: int) -> int:
     with quiet():
         status = upload.main(argv)
     if num_proc > 1:
-        # upload.py's workers fork from a fork server that outlives main() in this process; stop it, so that every
-        # repetition pays its start-up as a command-line run does.
+        # Where upload.py's workers start from a fork server (this process runs other threads), the server outlives
+        # main(); stop it, so that every repetition pays its start-up as a command-line run does.
         from multiprocessing import forkserver
 
         forkserver._forkserver._stop()
@@ -173,6 +173,7 @@ def run(results: Results, family: str, facts: dict, work_dir: str, published_dir
         "upload-num-proc-1": (lambda out: upload_build(inputs, out, 1), fresh_scratch),
         "upload-num-proc-2": (lambda out: upload_build(inputs, out, 2), fresh_scratch),
         "upload-command-num-proc-1": (lambda out: upload_command(inputs, out, 1), fresh_scratch),
+        "upload-command-num-proc-2": (lambda out: upload_command(inputs, out, 2), fresh_scratch),
         "datasets-num-proc-1": (lambda out: datasets_path(inputs, out, 1), fresh_scratch),
         "datasets-num-proc-2": (lambda out: datasets_path(inputs, out, 2), fresh_scratch),
     }
@@ -181,6 +182,8 @@ def run(results: Results, family: str, facts: dict, work_dir: str, published_dir
         "upload-num-proc-1": f"upload.main --configs {inputs['config']} --num-proc 1 + fsync",
         "upload-num-proc-2": f"upload.main --configs {inputs['config']} --num-proc 2 + fsync",
         "upload-command-num-proc-1": f"python upload.py --configs {inputs['config']} --num-proc 1 (a new process) "
+                                     "+ fsync",
+        "upload-command-num-proc-2": f"python upload.py --configs {inputs['config']} --num-proc 2 (a new process) "
                                      "+ fsync",
         "datasets-num-proc-1": "download_and_prepare + push_to_hub's shard writing (local) + fsync",
         "datasets-num-proc-2": "download_and_prepare(num_proc=2) + push_to_hub's shard writing (local, 2 processes)",
@@ -216,6 +219,11 @@ def run(results: Results, family: str, facts: dict, work_dir: str, published_dir
                    copy.median / command.median, 0.5, detail=f"spread {_spread(command):.0%}")
     one, two = results.get(f"{section}/upload-num-proc-1"), results.get(f"{section}/upload-num-proc-2")
     results.ratio(f"{section}/upload-2-vs-1", one.median / two.median, of=two.name, over=one.name, how="medians")
+    one, two = command, results.get(f"{section}/upload-command-num-proc-2")
+    results.ratio(f"{section}/upload-command-2-vs-1", one.median / two.median, of=two.name, over=one.name,
+                  how="medians of whole command-line runs")
+    results.target(f"build {family} as a command, --num-proc 2: >= 1.7x --num-proc 1", one.median / two.median, 1.7,
+                   detail=f"spreads {_spread(one):.0%} / {_spread(two):.0%}; 2 cores, sources evicted, output fsynced")
     return published_dir
 
 

@@ -380,22 +380,40 @@ def many_records_source(root: Path, count: int) -> Path:
     return root
 
 
+# upload.py with a Python thread running besides the main one: its workers then start from a fork server.
+UPLOAD_WITH_A_THREAD = """
+import sys, threading, time
+threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+import upload
+sys.exit(upload.main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
-def test_killing_a_run_with_workers_leaves_no_process_behind(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_killing_a_run_with_workers_leaves_no_process_behind(tmp_path, start):
     source = many_records_source(tmp_path / "svit", 3000)
-    run = upload_process("--svit-source", str(source), "--configs", "description", "--local-dir", str(tmp_path / "out"),
-                         "--num-proc", "2", "--svit-num-shards", "16", "--image-check", "decode")
+    args = ("--svit-source", str(source), "--configs", "description", "--local-dir", str(tmp_path / "out"),
+            "--num-proc", "2", "--svit-num-shards", "16", "--image-check", "decode")
+    if start == "fork":
+        run = upload_process(*args)
+    else:
+        run = subprocess.Popen([sys.executable, "-c", UPLOAD_WITH_A_THREAD, *args], cwd=REPO_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     left = {}
     try:
-        # Wait for a worker: a process two levels down (the run -> the fork server -> a worker).
-        while not any(descendants(child) for child in descendants(run.pid)):
+        # Wait for a worker: forked, a child of the run; else two levels down (the run -> the fork server -> a
+        # worker), next to the resource tracker.
+        levels = 1 if start == "fork" else 2
+        while not (descendants(run.pid) if levels == 1 else any(descendants(c) for c in descendants(run.pid))):
             assert run.poll() is None, run.communicate()
             time.sleep(0.05)
+        time.sleep(0.3)  # into the build
         left = descendants(run.pid)
         run.send_signal(signal.SIGKILL)
         run.wait()
         assert run.returncode == -signal.SIGKILL, "the run ended before it was killed"
-        assert len(left) >= 3  # the fork server, a worker and the resource tracker
+        assert len(left) >= (1 if start == "fork" else 3)  # a worker; or the fork server, a worker, the tracker
         for _ in range(200):  # up to 20 s
             if not still_running(left):
                 break

@@ -7,9 +7,11 @@ other options and compare with it.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import datasets
@@ -20,6 +22,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard
 
 import svitpipe.publish.units
+from svitpipe.publish import engines
 from publish_fixtures import (
     ALL_CONFIGS,
     PUBLISHED_TOP_LEVEL,
@@ -294,7 +297,16 @@ def test_rebuilding_in_place_from_other_sources_reads_them(folder, tmp_path):
     }
 
 
-def test_num_proc_2_gives_the_same_shards(folder, tmp_path):
+@pytest.mark.parametrize("start", ["fork", "forkserver", "chosen"])
+def test_num_proc_2_gives_the_same_shards(folder, tmp_path, monkeypatch, start):
+    """Workers forked from the run, started from a fork server, or as ``_worker_context`` chooses here."""
+    if start != "chosen":
+        if start == "fork" and not sys.platform.startswith("linux"):
+            pytest.skip("workers are forked on Linux only")
+        context = multiprocessing.get_context(start)
+        if start == "forkserver":
+            context.set_forkserver_preload([engines.__name__])
+        monkeypatch.setattr(engines, "_worker_context", lambda: context)
     configs = ["referring"]  # sixteen units, finishing in any order across the two workers
     parallel = run_upload(tmp_path / "parallel", "--num-proc", "2", "--configs", *configs)
     parallel_files = published_files(parallel)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import sys
 import threading
 import time
 import traceback
@@ -95,9 +96,14 @@ def wait_for_process_end(pid: int, use_pidfd: bool = True, interval: float = 1.0
 
 
 def _worker_context():
-    """Workers fork from a fork server that imported what a unit needs (``datasets``, the builder: about a second)
-    once, while this process plans; spawning would import it in every worker, and forking this process could copy
-    locks held by Arrow's threads."""
+    """How workers start. On Linux, when this process runs no other Python thread (as ``upload.py`` does when it
+    starts its workers): forked from it, in milliseconds, with everything it has imported; Arrow and jemalloc
+    re-initialise their own threads and locks in a forked child, as ``datasets``' and PyTorch's forked workers rely
+    on. Otherwise (another Python thread could hold a lock the child would inherit held, or fork is unsafe or missing
+    on the platform): from a fork server that imports what a unit needs (``datasets``, the builder: about a second)
+    once, while this process plans."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return get_context("fork")
     context = get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return context
@@ -130,9 +136,14 @@ def local_workers(num_proc: int):
         yield None
         return
     count = num_proc - 1
-    with ProcessPoolExecutor(max_workers=count, mp_context=_worker_context(), initializer=_end_with_run,
+    context = _worker_context()
+    with ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_end_with_run,
                              initargs=(os.getpid(),)) as pool:
         workers = LocalWorkers(pool, [])
+        if context.get_start_method() == "fork":  # the first submit forks every worker, from this thread
+            workers.started.extend(pool.submit(_ready) for _ in range(count))
+            yield workers
+            return
         # The first submit blocks until the fork server has imported the builder; this process has other work.
         starter = threading.Thread(
             target=lambda: workers.started.extend(pool.submit(_ready) for _ in range(count)), daemon=True

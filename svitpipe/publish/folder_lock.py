@@ -50,7 +50,9 @@ def folder_lock(work_dir: str, command: str):
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if fcntl is not None:  # for every descriptor of the lock file, a forked worker's too
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def describe_holder(text: str) -> str:
