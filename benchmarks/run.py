@@ -64,7 +64,7 @@ def make_plan(quick: bool, scale: float) -> Plan:
             join_images_per_tar=scaled(20, 4),
         )
     return Plan(
-        sizes=datagen.Sizes(vg_images=scaled(1200, 16), sa1b_tars=16, sa1b_images_per_tar=scaled(40),
+        sizes=datagen.Sizes(vg_images=scaled(5200, 16), sa1b_tars=16, sa1b_images_per_tar=scaled(40),
                             memory_mb=scaled(1000, 10)),
         repeats={"build": 3, "bytes": 5, "decode": 5, "loader": 3, "scaling": 3, "ceiling": 5, "inspect": 2,
                  "ceiling_seconds": 1.0},
