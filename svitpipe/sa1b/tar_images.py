@@ -2,8 +2,10 @@
 
 Two ways in:
 
-* ``iter_tar_members``: one sequential pass over a tar (no seeking, so it streams from any URL and never downloads
-  the tar first). Single-image configs join a tar's captions in this pass.
+* ``iter_tar_members``: one sequential pass over a tar. A local tar's headers are walked by offset
+  (``tar_member_index.walk_tar_headers``) and only the members wanted are read, one read each; any other tar is
+  streamed by ``tarfile`` (no seeking, so it streams from any URL and never downloads the tar first). Both report
+  damage in the same words. Single-image configs join a tar's captions in this pass.
 * ``SA1BImageReader``: random access by ``(tar, member)``. A tar is indexed once per reader by walking its headers
   (for a local tar this seeks over the image data, a fraction of a second for 11K images). Multi-image lines, whose
   images may sit in other tars, and extracted folders use this.
@@ -20,19 +22,30 @@ read by ``_EndNotingTarInfo``, and only an end-of-archive block counts as the en
 
 from __future__ import annotations
 
+import os
 import tarfile
 import zlib
 from collections import OrderedDict
 from typing import BinaryIO, Collection, Iterator, NamedTuple, Optional, Union
 
 from datasets.download.download_config import DownloadConfig
-from datasets.utils.file_utils import xjoin, xopen
+from datasets.utils.file_utils import is_local_path, xjoin, xopen
 
 from ..bad_records import describe_error
 from ..image_checks import ImageTooLarge
 from ..image_files import MAX_IMAGE_BYTES, check_member_size, read_image_file
 from ..locations import TarLocation
 from .paths import member_file_name
+from .tar_member_index import (
+    BAD_CHECKSUM,
+    DATA_CUT_SHORT,
+    INVALID_HEADER,
+    NO_END,
+    TRUNCATED_HEADER,
+    UNREADABLE,
+    TarWalkDamage,
+    walk_tar_headers,
+)
 
 _TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
 _DRAIN_CHUNK = 1 << 20
@@ -99,7 +112,106 @@ def iter_tar_members(
 
     Every member before the one yielded was read whole. Where the tar is cut short or a header is corrupt,
     ``DamagedTar`` is raised, after the members before the damage; a tar that cannot be opened raises it at once.
+
+    A local, uncompressed tar is read by its headers' offsets: one read per wanted member, the others skipped.
+    Any other is read as a stream (``tarfile``), which needs no seeking.
     """
+    if is_local_path(location.url):
+        try:
+            file = open(location.url, "rb", buffering=0)
+        except OSError as err:
+            raise DamagedTar(location.url, None, describe_error(err)) from err
+        with file:
+            try:
+                magic = os.pread(file.fileno(), _LONGEST_MAGIC, 0)
+            except OSError as err:
+                raise DamagedTar(location.url, None, describe_error(err)) from err
+            if not magic.startswith(_COMPRESSION_MAGICS):
+                yield from _local_tar_members(location.url, file.fileno(), wanted, max_image_bytes)
+                return
+    yield from _streamed_tar_members(location, wanted, download_config, max_image_bytes)
+
+
+# What tarfile's stream mode recognises as compressed (gzip, bzip2, xz, lzma, zstandard).
+_COMPRESSION_MAGICS = (b"\x1f\x8b\x08", b"BZh91", b"\x5d\x00\x00\x80", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")
+_LONGEST_MAGIC = 6
+
+
+def _local_tar_members(url: str, descriptor: int, wanted: Collection[str], max_image_bytes: int):
+    """``iter_tar_members`` for a local uncompressed tar open at ``descriptor``: its headers walked by offset
+    (``walk_tar_headers``), each wanted member read in one ``pread``, the others never read."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    last_good = None
+    given = set()
+    try:
+        for path, data_offset, size in walk_tar_headers(
+            lambda at, count: os.pread(descriptor, count, at), os.fstat(descriptor).st_size
+        ):
+            name = member_file_name(path)
+            if name in wanted and name not in given:
+                given.add(name)
+                try:
+                    check_member_size(f"{url}::{path}", size, max_image_bytes)
+                except ImageTooLarge as refused:
+                    yield name, refused
+                else:
+                    data = os.pread(descriptor, size, data_offset)
+                    if len(data) != size:  # the tar was cut after the walk read its size
+                        raise DamagedTar(url, last_good, _UNEXPECTED_END)
+                    yield name, data
+            last_good = name
+    except TarWalkDamage as damage:
+        refused = _refused_before_the_cut(url, damage, wanted, given, max_image_bytes)
+        if refused is not None:
+            yield refused
+        raise DamagedTar(url, last_good, _stream_problem(damage)) from damage
+    except OSError as err:
+        raise DamagedTar(url, last_good, describe_error(err)) from err
+
+
+_UNEXPECTED_END = "ReadError: unexpected end of data"
+
+
+def _refused_before_the_cut(url, damage: TarWalkDamage, wanted, given, max_image_bytes):
+    """A wanted member whose data is cut short but which declares too much to be read: refused by its size, as a
+    stream refuses it before it meets the cut."""
+    if damage.kind != DATA_CUT_SHORT or damage.member_path is None:
+        return None
+    name = member_file_name(damage.member_path)
+    if name not in wanted or name in given:
+        return None
+    try:
+        check_member_size(f"{url}::{damage.member_path}", damage.member_size, max_image_bytes)
+    except ImageTooLarge as refused:
+        return name, refused
+    return None
+
+
+# How ``tarfile`` words the damage a header walk meets (``TarWalkDamage.kind``), so that both ways of reading a tar
+# report it alike.
+_TARFILE_REASONS = {NO_END: "empty header", TRUNCATED_HEADER: "truncated header", BAD_CHECKSUM: "bad checksum",
+                    INVALID_HEADER: "invalid header"}
+
+
+def _stream_problem(damage: TarWalkDamage) -> str:
+    """The problem text the stream path (``_streamed_tar_members``) gives for the same damage."""
+    if damage.kind == DATA_CUT_SHORT:
+        return _UNEXPECTED_END
+    if damage.kind == UNREADABLE:
+        return damage.problem
+    reason = _TARFILE_REASONS[damage.kind]
+    if damage.offset == 0 or damage.after_extended_header:
+        # tarfile cannot open a tar whose first header is bad, and a bad header after a long-name or pax header
+        # fails that header: both come as a ReadError, without the byte.
+        return f"ReadError: {'empty file' if damage.offset == 0 and damage.kind == NO_END else reason}"
+    if damage.kind in (NO_END, TRUNCATED_HEADER):
+        return damage.problem
+    return f"corrupt header at byte {damage.offset} ({reason})"
+
+
+def _streamed_tar_members(location, wanted, download_config, max_image_bytes):
+    """``iter_tar_members`` in one sequential pass of ``tarfile`` (any URL, compressed or not)."""
     last_good = None
     try:
         with xopen(location.url, "rb", download_config=download_config, block_size=0) as f:

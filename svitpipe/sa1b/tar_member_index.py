@@ -8,6 +8,9 @@ their checksums. The index is cached on
 local disk like the source indexes (``source_index_cache``: a folder named after the tar's URL, size and modification
 stamp), so later runs and every DataLoader worker read it instead of the tar's headers.
 
+The walk itself (``walk_tar_headers``) yields each regular member as it meets it and raises ``TarWalkDamage`` where
+the tar is damaged; ``tar_images.iter_tar_members`` reads local tars with it.
+
 A damaged tar (cut short, a corrupt header) is indexed up to the damage: the members before it whose data is whole,
 and the damage itself, which the readers report for members not found before it. A file name that appears twice
 keeps its first member, the one a sequential pass over the tar meets first.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 from datasets.download.download_config import DownloadConfig
 from datasets.utils import logging
@@ -65,8 +68,19 @@ _GNU_LONG_NAME, _GNU_LONG_LINK, _PAX_HEADER, _PAX_GLOBAL = b"L", b"K", b"x", b"g
 _ZERO_BLOCK = bytes(_BLOCK)
 
 
+# What a header walk can meet instead of an end-of-archive block (``TarWalkDamage.kind``).
+NO_END = "no-end"
+TRUNCATED_HEADER = "truncated-header"
+BAD_CHECKSUM = "bad-checksum"
+INVALID_HEADER = "invalid-header"
+DATA_CUT_SHORT = "data-cut-short"
+UNREADABLE = "unreadable"
+
+
 class _CorruptHeader(ValueError):
-    pass
+    def __init__(self, message: str, kind: str = INVALID_HEADER):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _number(field: bytes) -> int:
@@ -86,7 +100,9 @@ def _checked(header: bytes) -> None:
     except ValueError:
         stored = _number(header[148:156])
     if stored != sum(header) - sum(header[148:156]) + 8 * 32:
-        raise _CorruptHeader("bad checksum")
+        # tarfile takes base-256 only after 0x80 or 0xff, and calls any other high first byte an invalid header
+        tarfile_number = header[148] < 0x80 or header[148] in (0x80, 0xFF)
+        raise _CorruptHeader("bad checksum", BAD_CHECKSUM if tarfile_number else INVALID_HEADER)
 
 
 def _size(header: bytes) -> int:
@@ -96,10 +112,12 @@ def _size(header: bytes) -> int:
         return _number(header[124:136])
 
 
-def _file_name(name: bytes) -> str:
-    """The file name of a member path (the ustar prefix field holds only folders, so the name field ends it)."""
-    name = name.split(b"\0", 1)[0]
-    return name[name.rfind(b"/") + 1:].decode("utf-8", "surrogateescape")
+def _member_path(header: bytes) -> str:
+    """A ustar header's member path: the name field, after the prefix field's folders when there are any."""
+    name = header[:100].split(b"\0", 1)[0]
+    if header[345] != 0:
+        name = header[345:500].split(b"\0", 1)[0] + b"/" + name
+    return name.decode("utf-8", "surrogateescape")
 
 
 def _pax_records(data: bytes) -> dict:
@@ -114,14 +132,36 @@ def _pax_records(data: bytes) -> dict:
     return records
 
 
-def scan_tar_headers(read_at, file_size: int, url: str) -> TarMemberIndex:
-    """Index a tar by walking its headers: ``read_at(offset, count)`` reads bytes at an offset, ``file_size`` is the
-    tar's size. Reads one window per header and skips member data by offset; GNU long names and pax ``path``/``size``
-    records apply to the member that follows them."""
-    members: dict = {}
+class TarWalkDamage(Exception):
+    """Where ``walk_tar_headers`` stopped before an end-of-archive block.
+
+    Attributes:
+        kind: ``NO_END``, ``TRUNCATED_HEADER``, ``BAD_CHECKSUM``, ``INVALID_HEADER``, ``DATA_CUT_SHORT`` or
+            ``UNREADABLE`` (the read failed, or an extended header did not parse).
+        offset: the byte of the header at fault.
+        problem: what is wrong, and where, as the index reports it.
+        after_extended_header: the header at fault follows a GNU long name or pax header that was meant for it.
+        member_path, member_size: with ``DATA_CUT_SHORT`` of a regular member: its path and declared size.
+    """
+
+    def __init__(self, kind: str, offset: int, problem: str, after_extended_header: bool = False,
+                 member_path: Optional[str] = None, member_size: Optional[int] = None):
+        super().__init__(problem)
+        self.kind = kind
+        self.offset = offset
+        self.problem = problem
+        self.after_extended_header = after_extended_header
+        self.member_path = member_path
+        self.member_size = member_size
+
+
+def walk_tar_headers(read_at, file_size: int) -> Iterator[tuple[str, int, int]]:
+    """``(member path, data offset, size)`` of each regular member of a tar whose data is whole, in tar order, from
+    its headers: ``read_at(offset, count)`` reads bytes at an offset, ``file_size`` is the tar's size. Reads one
+    window per header and skips member data by offset; GNU long names and pax ``path``/``size`` records apply to the
+    member that follows them. Ends at an end-of-archive block; raises ``TarWalkDamage`` where the tar is damaged."""
     offset, buffer, buffer_start = 0, b"", 0
     long_name, pax = None, {}
-    problem = None
 
     def read(at: int, count: int) -> bytes:
         nonlocal buffer, buffer_start
@@ -136,28 +176,33 @@ def scan_tar_headers(read_at, file_size: int, url: str) -> TarMemberIndex:
             else:
                 header = read(offset, _BLOCK)
             if len(header) < _BLOCK:
+                extended = pax or long_name is not None
                 if header:
-                    problem = f"truncated header at byte {offset} (cut short)"
-                else:
-                    problem = f"it ends at byte {offset} without an end-of-archive block (cut short)"
-                break
+                    raise TarWalkDamage(TRUNCATED_HEADER, offset, f"truncated header at byte {offset} (cut short)",
+                                        extended)
+                raise TarWalkDamage(
+                    NO_END, offset, f"it ends at byte {offset} without an end-of-archive block (cut short)", extended
+                )
             if header == _ZERO_BLOCK:
-                break
+                return
             _checked(header)
             kind, size = header[156:157], _size(header)
             if pax:
                 size = int(pax.get("size", size))
             data_offset = offset + _BLOCK
             if data_offset + size > file_size:
-                problem = f"the data of the member at byte {offset} is cut short"
-                break
+                path = None
+                if kind in _REGULAR:
+                    path = pax.get("path") or long_name or _member_path(header)
+                raise TarWalkDamage(DATA_CUT_SHORT, offset, f"the data of the member at byte {offset} is cut short",
+                                    member_path=path, member_size=size)
             if kind in _REGULAR:
                 if pax or long_name:
-                    name = member_file_name(pax.get("path") or long_name or _file_name(header[:100]))
+                    path = pax.get("path") or long_name or _member_path(header)
                     long_name, pax = None, {}
                 else:
-                    name = _file_name(header[:100])
-                members.setdefault(name, (data_offset, size))
+                    path = _member_path(header)
+                yield path, data_offset, size
             elif kind == _GNU_LONG_NAME:
                 long_name = read(data_offset, size).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif kind == _PAX_HEADER:
@@ -166,9 +211,22 @@ def scan_tar_headers(read_at, file_size: int, url: str) -> TarMemberIndex:
                 long_name, pax = None, {}
             offset = data_offset + -(-size // _BLOCK) * _BLOCK
     except _CorruptHeader as err:
-        problem = f"corrupt header at byte {offset} ({err})"
+        raise TarWalkDamage(err.kind, offset, f"corrupt header at byte {offset} ({err})",
+                            bool(pax) or long_name is not None) from None
     except (OSError, ValueError) as err:
-        problem = f"at byte {offset}: {describe_error(err)}"
+        raise TarWalkDamage(UNREADABLE, offset, f"at byte {offset}: {describe_error(err)}") from err
+
+
+def scan_tar_headers(read_at, file_size: int, url: str) -> TarMemberIndex:
+    """Index a tar by walking its headers (``walk_tar_headers``): ``read_at(offset, count)`` reads bytes at an
+    offset, ``file_size`` is the tar's size."""
+    members: dict = {}
+    problem = None
+    try:
+        for path, data_offset, size in walk_tar_headers(read_at, file_size):
+            members.setdefault(member_file_name(path), (data_offset, size))
+    except TarWalkDamage as damage:
+        problem = damage.problem
     last_good = next(reversed(members), None) if problem is not None else None
     return TarMemberIndex(url, members, problem, last_good)
 
