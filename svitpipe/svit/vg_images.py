@@ -1,8 +1,10 @@
 """Visual Genome image bytes by ``image_id``, from ``raw/images.zip`` / ``raw/images2.zip`` or their folders.
 
-An image lives in exactly one of ``VG_100K`` and ``VG_100K_2``, so a lookup tries both. A zip is opened once per
-reader (its central directory, about 5 MB for 64K images, tells where every member is) and members are read by
-random access, so a remote zip is never downloaded whole: each image costs one ranged read.
+An image lives in exactly one of ``VG_100K`` and ``VG_100K_2``, so a lookup tries both. A zip's central directory
+(about 5 MB for 64K images) tells where every member is; the members' table made from it is kept per process (see
+``_MemberTable``), so the readers of one build's units parse a local zip once. Members are read by random access:
+from a local zip with two ``os.pread`` calls (local header, then data), from a remote one through ``zipfile`` with
+one ranged read, so a remote zip is never downloaded whole.
 
 A damaged zip costs only the images it holds: a member that cannot be read raises ``DamagedZip`` for that image, and
 a zip that cannot be opened (its central directory cut off or corrupt) raises it for every image not found in the
@@ -11,14 +13,20 @@ other, since that image may be in the damaged one.
 
 from __future__ import annotations
 
+import os
 import re
+import struct
+import threading
 import zipfile
 import zlib
-from typing import NamedTuple, Optional
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
+from typing import NamedTuple, Optional, Union
 
 from datasets.download.download_config import DownloadConfig
 from datasets.utils import logging
-from datasets.utils.file_utils import _prepare_path_and_storage_options, xjoin, xopen
+from datasets.utils.file_utils import _prepare_path_and_storage_options, is_local_path, xjoin, xopen
 
 from ..bad_records import describe_error
 from ..image_files import MAX_IMAGE_BYTES, check_member_size, read_image_file
@@ -30,6 +38,16 @@ VG_FOLDERS = ("VG_100K", "VG_100K_2")
 _MEMBER = re.compile(r"(?:^|/)(VG_100K(?:_2)?)/(\d+)\.jpg$")
 # What reading a damaged zip raises: a bad structure, data cut short, garbage in a header or in deflated data.
 _ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, zlib.error)
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile's structFileHeader: 30 bytes
+_LOCAL_HEADER_SIGNATURE = b"PK\003\004"
+_UTF8_NAME_FLAG = 0x800
+# Encryption (bits 0 and 6) and patched data (bit 5): members flagged so are left to zipfile, which refuses them.
+_FLAGS_FOR_ZIPFILE = 0x1 | 0x20 | 0x40
+# The most compressed bytes read (and inflated) at once: a member declaring more is read in pieces of this size.
+_INFLATE_PIECE = 8 << 20
+# Tables of this many zips are kept per process (all of VG's take about 6 MB): a build reads two.
+_CACHED_TABLES = 8
 
 
 class DamagedZip(Exception):
@@ -48,12 +66,155 @@ class DamagedZip(Exception):
         self.problem = problem
 
 
-class _OpenZip(NamedTuple):
-    """A zip opened for reading with its members by image id, or, when it cannot be opened, why (``problem``)."""
+class _ZipMember(NamedTuple):
+    """Where a member is in its zip, as its central directory says: what reading it needs."""
 
-    archive: Optional[zipfile.ZipFile]
-    members: dict
-    problem: Optional[str]
+    name: str
+    header_offset: int
+    compress_size: int
+    file_size: int
+    compress_type: int
+    flag_bits: int
+    crc: int
+
+
+class _MemberTable:
+    """A zip's VG members by (folder, image id), in flat arrays sorted by ``image id * 2 + folder index``.
+
+    Visual Genome's zips hold ~108K members: a ZipInfo each, listed twice by ``ZipFile``, is ~70 MB, and a dict of
+    tuples about half of that; these arrays and the names take about 6 MB. Where two members have the same folder and
+    id, the last in the central directory counts (as ``ZipFile.getinfo`` would have it).
+
+    Attributes:
+        total_bytes: the declared sizes of all the zip's VG members, summed.
+    """
+
+    def __init__(self, infos: list):
+        last_by_key = {}
+        huge_ids = {}
+        self.total_bytes = 0
+        for position, info in enumerate(infos):
+            match = _MEMBER.search(info.filename)
+            if match is None:
+                continue
+            self.total_bytes += info.file_size
+            key = int(match.group(2)) * 2 + VG_FOLDERS.index(match.group(1))
+            (last_by_key if key < 1 << 63 else huge_ids)[key] = position
+        keys = sorted(last_by_key)
+        self._keys = array("q", keys)
+        chosen = [infos[last_by_key[key]] for key in keys]
+        self._names = [info.orig_filename for info in chosen]
+        self._header_offsets = array("Q", (info.header_offset for info in chosen))
+        self._compress_sizes = array("Q", (info.compress_size for info in chosen))
+        self._file_sizes = array("Q", (info.file_size for info in chosen))
+        self._compress_types = array("H", (info.compress_type for info in chosen))
+        self._flag_bits = array("H", (info.flag_bits for info in chosen))
+        self._crcs = array("L", (info.CRC for info in chosen))
+        # Ids past 2**62 do not fit the key array (no real image has one); kept as members, looked up by dict.
+        self._huge_ids = {key: _member_of(infos[position]) for key, position in huge_ids.items()}
+
+    def get(self, folder: str, image_id: int) -> Optional[_ZipMember]:
+        key = image_id * 2 + VG_FOLDERS.index(folder)
+        if key >= 1 << 63 or key < 0:
+            return self._huge_ids.get(key)
+        at = bisect_left(self._keys, key)
+        if at == len(self._keys) or self._keys[at] != key:
+            return None
+        return _ZipMember(
+            self._names[at], self._header_offsets[at], self._compress_sizes[at], self._file_sizes[at],
+            self._compress_types[at], self._flag_bits[at], self._crcs[at],
+        )
+
+
+def _member_of(info: zipfile.ZipInfo) -> _ZipMember:
+    return _ZipMember(info.orig_filename, info.header_offset, info.compress_size, info.file_size, info.compress_type,
+                      info.flag_bits, info.CRC)
+
+
+# Local zips' member tables by (absolute path, inode, size, mtime_ns): a zip changed in place or replaced gets a new
+# key, so its table is made again; the old one is dropped then.
+_local_tables: "OrderedDict[tuple, _MemberTable]" = OrderedDict()
+_local_tables_lock = threading.Lock()
+
+
+def _local_table(path: str, file) -> _MemberTable:
+    """The member table of the local zip at ``path``, open as ``file`` (unbuffered); ``_ZIP_ERRORS`` if its central
+    directory cannot be read."""
+    stat = os.fstat(file.fileno())
+    key = (os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _local_tables_lock:
+        table = _local_tables.get(key)
+        if table is not None:
+            _local_tables.move_to_end(key)
+            return table
+    with zipfile.ZipFile(file) as archive:
+        table = _MemberTable(archive.infolist())
+    with _local_tables_lock:
+        for stale in [cached for cached in _local_tables if cached[0] == key[0]]:
+            del _local_tables[stale]
+        _local_tables[key] = table
+        while len(_local_tables) > _CACHED_TABLES:
+            _local_tables.popitem(last=False)
+    return table
+
+
+class _LocalZip:
+    """A local zip read with ``os.pread`` on a file kept open; members ``zipfile`` must read (compressed otherwise
+    than stored or deflated, encrypted) go through a ``ZipFile`` opened when the first one is asked for."""
+
+    def __init__(self, url: str, file, table: _MemberTable):
+        self.url = url
+        self.file = file
+        self.table = table
+        self._archive: Optional[zipfile.ZipFile] = None
+
+    def read(self, member: _ZipMember) -> bytes:
+        if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or (
+            member.flag_bits & _FLAGS_FOR_ZIPFILE
+        ):
+            return _read_member(self._zipfile(member), member, self.url)
+        try:
+            return read_local_member(self.file.fileno(), member)
+        except _ZIP_ERRORS as err:
+            raise DamagedZip(self.url, member.name, describe_error(err)) from err
+
+    def _zipfile(self, member: _ZipMember) -> zipfile.ZipFile:
+        if self._archive is None:
+            try:
+                archive = zipfile.ZipFile(self.file)
+            except _ZIP_ERRORS as err:
+                raise DamagedZip(self.url, member.name, f"the zip cannot be opened: {describe_error(err)}") from err
+            archive.filelist, archive.NameToInfo = [], {}  # the member table says where members are
+            self._archive = archive
+        return self._archive
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+        self.file.close()
+
+
+class _RemoteZip:
+    """A zip at an fsspec URL, read through ``zipfile`` (each member one ranged read)."""
+
+    def __init__(self, url: str, file, archive: zipfile.ZipFile, table: _MemberTable):
+        self.url = url
+        self.file = file
+        self.archive = archive
+        self.table = table
+
+    def read(self, member: _ZipMember) -> bytes:
+        return _read_member(self.archive, member, self.url)
+
+    def close(self) -> None:
+        self.archive.close()
+        self.file.close()
+
+
+class _UnopenedZip(NamedTuple):
+    """A zip that cannot be opened, and why."""
+
+    problem: str
 
 
 class VGImageReader:
@@ -68,8 +229,7 @@ class VGImageReader:
         self.locations = locations
         self.download_config = download_config
         self.max_image_bytes = max_image_bytes
-        self._zips: dict[str, _OpenZip] = {}
-        self._open_files = []
+        self._zips: dict[str, Union[_LocalZip, _RemoteZip, _UnopenedZip]] = {}
 
     def __enter__(self) -> "VGImageReader":
         return self
@@ -79,12 +239,9 @@ class VGImageReader:
 
     def close(self) -> None:
         for opened in self._zips.values():
-            if opened.archive is not None:
-                opened.archive.close()
-        for file in self._open_files:
-            file.close()
+            if not isinstance(opened, _UnopenedZip):
+                opened.close()
         self._zips.clear()
-        self._open_files.clear()
 
     def read(self, image_id: int) -> Optional[tuple[str, bytes]]:
         """``(relative path, bytes)`` of the image, e.g. ``("VG_100K/2354786.jpg", b"...")``; None if absent.
@@ -99,13 +256,13 @@ class VGImageReader:
             path = f"{location.folder}/{image_id}.jpg"
             if location.kind == "zip":
                 opened = self._zip(location)
-                if opened.problem is not None:
+                if isinstance(opened, _UnopenedZip):
                     unopened = unopened or DamagedZip(location.url, path, f"the zip cannot be opened: {opened.problem}")
                     continue
-                member = opened.members.get(image_id)
+                member = opened.table.get(location.folder, image_id)
                 if member is not None:
                     check_member_size(f"{location.url}::{member.name}", member.file_size, self.max_image_bytes)
-                    return path, _read_member(opened.archive, member, location.url)
+                    return path, opened.read(member)
             else:
                 data = read_image_file(xjoin(location.url, f"{image_id}.jpg"), self.max_image_bytes,
                                        self.download_config)
@@ -121,45 +278,94 @@ class VGImageReader:
             for location in self.locations
         )
 
-    def _zip(self, location: ImageLocation) -> _OpenZip:
+    def _zip(self, location: ImageLocation) -> Union[_LocalZip, _RemoteZip, _UnopenedZip]:
         if location.url not in self._zips:
-            self._zips[location.url] = self._open_zip(location)
+            opener = _open_local_zip if _is_local(location.url) else self._open_remote_zip
+            self._zips[location.url] = opener(location.url)
         return self._zips[location.url]
 
-    def _open_zip(self, location: ImageLocation) -> _OpenZip:
+    def _open_remote_zip(self, url: str) -> Union[_RemoteZip, _UnopenedZip]:
         try:
-            file = xopen(location.url, "rb", download_config=self.download_config)
+            file = xopen(url, "rb", download_config=self.download_config)
         except _ZIP_ERRORS as err:
-            return _OpenZip(None, {}, describe_error(err))
-        self._open_files.append(file)
+            return _UnopenedZip(describe_error(err))
         try:
             archive = zipfile.ZipFile(file)
+            table = _MemberTable(archive.infolist())
         except _ZIP_ERRORS as err:
-            return _OpenZip(None, {}, describe_error(err))
-        members = {}
-        for info in archive.infolist():
-            match = _MEMBER.search(info.filename)
-            if match and match.group(1) == location.folder:
-                members[int(match.group(2))] = _ZipMember(
-                    info.orig_filename, info.header_offset, info.compress_size, info.file_size,
-                    info.compress_type, info.flag_bits, info.CRC,
-                )
-        # Visual Genome's zips hold ~108K members: a ZipInfo each, listed twice by the archive, is ~70 MB per
-        # reader; the members table above keeps what reading needs in about half of that.
-        archive.filelist, archive.NameToInfo = [], {}
-        return _OpenZip(archive, members, None)
+            file.close()
+            return _UnopenedZip(describe_error(err))
+        archive.filelist, archive.NameToInfo = [], {}  # the member table says where members are
+        return _RemoteZip(url, file, archive, table)
 
 
-class _ZipMember(NamedTuple):
-    """Where a member is in its zip, as its central directory says: what ``ZipFile.open`` needs to read it."""
+def _is_local(url: str) -> bool:
+    return is_local_path(url.split("::")[0])  # as xopen decides
 
-    name: str
-    header_offset: int
-    compress_size: int
-    file_size: int
-    compress_type: int
-    flag_bits: int
-    crc: int
+
+def _open_local_zip(url: str) -> Union[_LocalZip, _UnopenedZip]:
+    try:
+        file = open(url.split("::")[0], "rb", buffering=0)
+    except OSError as err:
+        return _UnopenedZip(describe_error(err))
+    try:
+        return _LocalZip(url, file, _local_table(url, file))
+    except _ZIP_ERRORS as err:
+        file.close()
+        return _UnopenedZip(describe_error(err))
+
+
+def read_local_member(descriptor: int, member: _ZipMember) -> bytes:
+    """A stored or deflated member's bytes, read from the local zip open as ``descriptor``, checked as ``zipfile``
+    checks them (local header signature and name, CRC-32) and raising what it raises; a deflated member that
+    inflates past its declared size is refused (``BadZipFile``) without inflating more than that."""
+    name_bytes = len(member.name.encode("utf-8"))
+    header = os.pread(descriptor, _LOCAL_HEADER.size + name_bytes, member.header_offset)
+    if len(header) < _LOCAL_HEADER.size:
+        raise zipfile.BadZipFile("Truncated file header")
+    fields = _LOCAL_HEADER.unpack_from(header)
+    if fields[0] != _LOCAL_HEADER_SIGNATURE:
+        raise zipfile.BadZipFile("Bad magic number for file header")
+    flag_bits, name_length, extra_length = fields[3], fields[10], fields[11]
+    name = header[_LOCAL_HEADER.size: _LOCAL_HEADER.size + name_length]
+    if len(name) < name_length:
+        name = os.pread(descriptor, name_length, member.header_offset + _LOCAL_HEADER.size)
+    if name.decode("utf-8" if flag_bits & _UTF8_NAME_FLAG else "cp437") != member.name:
+        raise zipfile.BadZipFile(f"File name in directory {member.name!r} and header {name!r} differ.")
+    data_offset = member.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    if member.compress_type == zipfile.ZIP_STORED:
+        # zipfile stops at the smaller of the two sizes, too
+        length = min(member.compress_size, member.file_size)
+        data = os.pread(descriptor, length, data_offset)
+        if len(data) < length:
+            raise EOFError
+    else:
+        data = _inflate(descriptor, data_offset, member.compress_size, member.file_size)
+    if zlib.crc32(data) != member.crc:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {member.name!r}")
+    return data
+
+
+def _inflate(descriptor: int, offset: int, compress_size: int, file_size: int) -> bytes:
+    """Raw deflate data at ``offset`` inflated, reading no more than ``compress_size`` bytes and producing no more
+    than ``file_size``; ``EOFError`` if the file ends first."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pieces = []
+    produced = 0
+    left = compress_size
+    while left > 0 and not inflater.eof:
+        compressed = os.pread(descriptor, min(left, _INFLATE_PIECE), offset)
+        if not compressed:
+            raise EOFError
+        offset += len(compressed)
+        left -= len(compressed)
+        # One byte past the declared size is enough to tell the member lies; the input it leaves is not inflated.
+        piece = inflater.decompress(compressed, file_size - produced + 1)
+        produced += len(piece)
+        if produced > file_size:
+            raise zipfile.BadZipFile(f"its data inflates to more than the {file_size} bytes it declares")
+        pieces.append(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _zip_info(member: _ZipMember) -> zipfile.ZipInfo:
@@ -181,7 +387,6 @@ def _read_member(archive: zipfile.ZipFile, member: _ZipMember, url: str) -> byte
         raise DamagedZip(url, member.name, describe_error(err)) from err
 
 
-
 def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Optional[DownloadConfig] = None) -> int:
     """Bytes of all VG images at ``locations`` (zip central directories or folder listings; nothing is read).
 
@@ -192,9 +397,7 @@ def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Opt
     for location in locations:
         if location.kind == "zip":
             try:
-                with xopen(location.url, "rb", download_config=download_config) as file:
-                    with zipfile.ZipFile(file) as archive:
-                        total += sum(info.file_size for info in archive.infolist() if _MEMBER.search(info.filename))
+                total += _zip_image_bytes(location.url, download_config)
             except _ZIP_ERRORS as err:
                 logger.warning(f"{location.url} cannot be opened ({describe_error(err)}): its images count as 0 bytes")
         else:
@@ -204,3 +407,12 @@ def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Opt
             fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
             total += sum(entry.get("size") or 0 for entry in fs.ls(fs_path, detail=True) if entry["type"] == "file")
     return total
+
+
+def _zip_image_bytes(url: str, download_config: Optional[DownloadConfig]) -> int:
+    if _is_local(url):
+        with open(url.split("::")[0], "rb", buffering=0) as file:
+            return _local_table(url, file).total_bytes
+    with xopen(url, "rb", download_config=download_config) as file:
+        with zipfile.ZipFile(file) as archive:
+            return sum(info.file_size for info in archive.infolist() if _MEMBER.search(info.filename))
