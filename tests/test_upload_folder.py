@@ -169,6 +169,16 @@ def test_file_metadata_declares_features_and_no_cdc(folder):
             assert datasets.Features.from_arrow_schema(pq.read_schema(path)) == features_for(config), path
 
 
+def test_content_defined_chunking_option_gives_the_same_rows(folder, tmp_path):
+    chunked = run_upload(tmp_path / "cdc", "--content-defined-chunking", "--configs", "referring", "sa1b-en-single")
+    for config in ("referring", "sa1b-en-single"):
+        paths, plain = shard_paths(chunked, config), shard_paths(folder, config)
+        assert [p.name for p in paths] == [p.name for p in plain]
+        for path, plain_path in zip(paths, plain):
+            assert b"content_defined_chunking" in pq.ParquetFile(path).metadata.metadata, path
+            assert pq.read_table(path).equals(pq.read_table(plain_path)), path
+
+
 def test_cdc_layout_declares_its_options(tmp_path):
     features = features_for("sa1b-en-single")
     rows = [{name: None for name in features} for _ in range(3)]

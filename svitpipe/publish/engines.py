@@ -182,8 +182,8 @@ def run_local(
     on_row_group: Optional[Callable[[int, int], None]] = None,
 ) -> EngineRun:
     """Build the units in this process and, with ``workers`` (from ``local_workers``, shared by every config of a
-    run) or ``num_proc > 1``, in worker processes: each ready worker is handed the next unit, and this process
-    builds the next one itself whenever every ready worker is busy."""
+    run) or ``num_proc > 1``, in worker processes: each ready worker is kept two units ahead (one building, one
+    queued), and this process builds the next one itself whenever every ready worker has its two."""
     if workers is None and num_proc > 1 and len(units) > 1:
         with local_workers(num_proc) as started:
             return run_local(units, builder_kwargs, work_dir, layout, workers=started, retries=retries,
@@ -200,7 +200,9 @@ def run_local(
     in_flight: dict = {}
     while pending or in_flight:
         if workers is not None:
-            while pending and len(in_flight) < workers.ready:
+            # Two units per ready worker: one it builds, and the next, queued, so that a worker never waits for
+            # this process to finish a unit of its own before it gets more.
+            while pending and len(in_flight) < 2 * workers.ready:
                 position, unit = pending.pop()
                 future = workers.pool.submit(_build_with_retries, unit, builder_kwargs, work_dir, layout, retries)
                 in_flight[future] = position
