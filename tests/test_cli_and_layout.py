@@ -130,7 +130,7 @@ def test_nothing_edits_sys_path():
                   "examples"}),
         ("sa1b", {"source", "paths", "caption_index", "records", "tar_images", "examples", "reference",
                   "tar_member_index", "image_source", "attach"}),
-        ("publish", {"units", "unit_sources", "parquet_layout", "engines", "folder_lock", "checks", "card", "hub_push", "upload"}),
+        ("publish", {"units", "unit_sources", "parquet_layout", "allocator", "engines", "folder_lock", "checks", "card", "hub_push", "upload"}),
         ("training", {"chat_format", "boxes", "fast_decode", "export", "llava_export", "view"}),
         ("testing", {"fake_upstream"}),
     ],

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -365,3 +366,33 @@ def test_row_group_footer_bound_covers_the_real_footer(folder, config, rows_per_
     exact = footer_bytes(features, layout, table) - fixed
     bound = row_group_footer_bound(features, layout, table, fixed)
     assert exact <= bound <= exact + 64 * 1024, (exact, bound)
+
+
+ALLOCATION_ROUNDS = """
+import resource, sys
+from svitpipe.publish.allocator import keep_freed_memory
+tuned = sys.argv[1] == "tuned" and keep_freed_memory(128 * 1000 * 1000)
+def rounds():
+    for _ in range(20):  # what a row group does: 32 MB of image bytes read into bytes objects, then freed
+        blocks = [bytes(1 << 20) for _ in range(32)]
+        del blocks
+rounds()  # warm: the heap reaches its working size
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+rounds()
+print(int(tuned), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_a_tuned_build_process_reuses_freed_image_memory():
+    """``keep_freed_memory`` (called by ``upload.main``): blocks of image bytes freed by one row group are reused by
+    the next instead of being given back to the system and faulted in again."""
+    faults = {}
+    for mode in ("tuned", "default"):
+        result = subprocess.run([sys.executable, "-c", ALLOCATION_ROUNDS, mode], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent.parent, check=True)
+        tuned, count = map(int, result.stdout.split())
+        faults[mode] = (tuned, count)
+    if not faults["tuned"][0]:
+        pytest.skip("the C library is not glibc")
+    assert faults["tuned"][1] * 10 < faults["default"][1], faults

@@ -29,6 +29,7 @@ from ..image_checks import IMAGE_CHECKS
 from ..sample import SAMPLE_SOURCES
 from .card import human_bytes, write_card
 from .checks import verify_published_folder
+from .allocator import keep_freed_memory
 from .engines import ENGINES, Throughput, local_workers, ray_session, run_local, run_ray
 from .folder_lock import FolderInUse, folder_lock
 from .parquet_layout import (
@@ -308,6 +309,7 @@ def _build_and_push(args: argparse.Namespace, out_dir: str, work_dir: str, argv,
     )
     kwargs = builder_kwargs(args, work_dir)
     os.makedirs(out_dir, exist_ok=True)
+    keep_freed_memory(layout.max_row_group_bytes)
     builds, seconds, failures = {}, {}, []
     if args.engine == "ray":
         engine = ray_session(args.ray_address, args.num_proc)
