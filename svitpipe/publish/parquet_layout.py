@@ -7,10 +7,10 @@ Per leaf column:
 * everything else (text, ids, paths, sizes, boxes): zstd, dictionary encoding, statistics.
 
 Every file gets a page index. Parquet's content-defined chunking is off by default (``content_defined_chunking``):
-image bytes are stored as they are, so the Hub's Xet storage, which chunks files by content itself, finds an image it
-already holds wherever it lands in a file; measured with ``hf_xet``'s local storage (``benchmarks/bench_xet.py``), a
-re-build after a small upstream change uploads 1.35% of an image shard's bytes without it and 6.5% with it, and
-costs half of ``write_table``'s time. A row group ends at
+image bytes are stored as they are, in data pages of up to 16 MiB, so the Hub's Xet storage, which chunks files by
+content itself, finds an image it already holds wherever it lands in a file. Measured with ``hf_xet``'s local
+storage (``benchmarks/bench_xet.py``), a re-build after a small upstream change uploads 3.3% of SVIT's image shards
+without it and 10.4% with it (SA-1B: 0.47% and 1.42%), and it costs half of ``write_table``'s time. A row group ends at
 ``rows_per_row_group`` rows (100 by default: the Dataset Viewer and random access read one row group at a time) or
 before its uncompressed size would pass ``max_row_group_bytes`` (128 MB by default), whichever comes first: the
 Dataset Viewer refuses to read more than 300,000,000 bytes of row groups at once, which three SA-1B-sized images
@@ -52,10 +52,13 @@ class ParquetLayout:
         compress_images: compress image bytes too (off: JPEG bytes do not shrink, and it costs CPU on read).
         content_defined_chunking: cut pages at content-defined boundaries (Parquet's CDC); off, since for image
             shards it made Xet deduplicate less, not more (module docstring).
-        write_batch_size: values encoded at a time before the writer checks a page's size. Parquet's default, 1024,
-            puts a whole row group of images (100 rows, up to ``max_row_group_bytes``) in one data page, held in
-            memory while it grows: about a row group more of peak memory and 2-3x the time of writing it in 1 MiB
-            pages, which this size gives.
+        write_batch_size: values encoded at a time before the writer checks a page's size against
+            ``data_page_bytes``. Parquet's default, 1024, puts a whole row group of images (100 rows, up to
+            ``max_row_group_bytes``) in one data page, held in memory while it grows: about a row group more of peak
+            memory, and 2-3x the writing time.
+        data_page_bytes: a data page is closed once it holds this much. Parquet's default, 1 MiB, puts a page header
+            every few VG images, at places that move with the rows, and Xet then deduplicates a re-build 4.5x worse
+            (``benchmarks/bench_xet.py``); 16 MiB is as good as one page per row group, and holds 16 MiB at most.
     """
 
     max_shard_bytes: int = 500 * 1000 * 1000
@@ -65,6 +68,7 @@ class ParquetLayout:
     compress_images: bool = False
     content_defined_chunking: bool = False
     write_batch_size: int = 16
+    data_page_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ def writer_options(features: Features, layout: ParquetLayout) -> dict:
         "write_statistics": statistics,
         "write_page_index": True,
         "write_batch_size": layout.write_batch_size,
+        "data_page_size": layout.data_page_bytes,
     }
     if layout.content_defined_chunking:
         options["use_content_defined_chunking"] = DEFAULT_CDC_OPTIONS
