@@ -1,7 +1,7 @@
 """Benchmarks of svit-internvl: build, read, layout, decode, memory and scaling, each against a baseline measured in
 the same run.
 
-    python -m benchmarks.run                  # the full run (~15 min on 2 cores; data generated once, then cached)
+    python -m benchmarks.run                  # the full run (~32 min on 2 cores; data generated once, then cached)
     python -m benchmarks.run --quick          # about a minute, smaller data and fewer repetitions
     python -m benchmarks.run --only build read --scale 0.5 --out results.json
 
