@@ -91,17 +91,17 @@ class _MemberTable:
 
     def __init__(self, infos: list):
         last_by_key = {}
-        huge_ids = {}
         self.total_bytes = 0
         for position, info in enumerate(infos):
             match = _MEMBER.search(info.filename)
             if match is None:
                 continue
             self.total_bytes += info.file_size
-            key = int(match.group(2)) * 2 + VG_FOLDERS.index(match.group(1))
-            (last_by_key if key < 1 << 63 else huge_ids)[key] = position
+            key = _key(match.group(1), int(match.group(2)))
+            if key < _KEY_LIMIT:  # a larger id in a file name is no int64 image_id: no record can ask for it
+                last_by_key[key] = position
         keys = sorted(last_by_key)
-        self._keys = array("q", keys)
+        self._keys = array("Q", keys)
         chosen = [infos[last_by_key[key]] for key in keys]
         self._names = [info.orig_filename for info in chosen]
         self._header_offsets = array("Q", (info.header_offset for info in chosen))
@@ -110,13 +110,11 @@ class _MemberTable:
         self._compress_types = array("H", (info.compress_type for info in chosen))
         self._flag_bits = array("H", (info.flag_bits for info in chosen))
         self._crcs = array("L", (info.CRC for info in chosen))
-        # Ids past 2**62 do not fit the key array (no real image has one); kept as members, looked up by dict.
-        self._huge_ids = {key: _member_of(infos[position]) for key, position in huge_ids.items()}
 
     def get(self, folder: str, image_id: int) -> Optional[_ZipMember]:
-        key = image_id * 2 + VG_FOLDERS.index(folder)
-        if key >= 1 << 63 or key < 0:
-            return self._huge_ids.get(key)
+        key = _key(folder, image_id)
+        if not 0 <= key < _KEY_LIMIT:
+            return None
         at = bisect_left(self._keys, key)
         if at == len(self._keys) or self._keys[at] != key:
             return None
@@ -126,9 +124,12 @@ class _MemberTable:
         )
 
 
-def _member_of(info: zipfile.ZipInfo) -> _ZipMember:
-    return _ZipMember(info.orig_filename, info.header_offset, info.compress_size, info.file_size, info.compress_type,
-                      info.flag_bits, info.CRC)
+# Keys of the member table: every non-negative int64 image_id in either folder fits an unsigned 64-bit key.
+_KEY_LIMIT = 1 << 64
+
+
+def _key(folder: str, image_id: int) -> int:
+    return image_id * 2 + VG_FOLDERS.index(folder)
 
 
 # Local zips' member tables by (absolute path, inode, size, mtime_ns): a zip changed in place or replaced gets a new
@@ -299,13 +300,18 @@ class VGImageReader:
         return _RemoteZip(url, file, archive, table)
 
 
+def _local_path(url: str) -> str:
+    """The file of a local zip URL: the part before any ``::``, as ``xopen`` reads it."""
+    return url.split("::")[0]
+
+
 def _is_local(url: str) -> bool:
-    return is_local_path(url.split("::")[0])  # as xopen decides
+    return is_local_path(_local_path(url))
 
 
 def _open_local_zip(url: str) -> Union[_LocalZip, _UnopenedZip]:
     try:
-        file = open(url.split("::")[0], "rb", buffering=0)
+        file = open(_local_path(url), "rb", buffering=0)
     except OSError as err:
         return _UnopenedZip(describe_error(err))
     try:
@@ -411,8 +417,7 @@ def total_image_bytes(locations: tuple[ImageLocation, ...], download_config: Opt
 
 def _zip_image_bytes(url: str, download_config: Optional[DownloadConfig]) -> int:
     if _is_local(url):
-        with open(url.split("::")[0], "rb", buffering=0) as file:
+        with open(_local_path(url), "rb", buffering=0) as file:
             return _local_table(url, file).total_bytes
-    with xopen(url, "rb", download_config=download_config) as file:
-        with zipfile.ZipFile(file) as archive:
-            return sum(info.file_size for info in archive.infolist() if _MEMBER.search(info.filename))
+    with xopen(url, "rb", download_config=download_config) as file, zipfile.ZipFile(file) as archive:
+        return _MemberTable(archive.infolist()).total_bytes
