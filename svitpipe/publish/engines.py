@@ -140,14 +140,16 @@ def local_workers(num_proc: int):
     with ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_end_with_run,
                              initargs=(os.getpid(),)) as pool:
         workers = LocalWorkers(pool, [])
-        if context.get_start_method() == "fork":  # the first submit forks every worker, from this thread
+
+        def start() -> None:
             workers.started.extend(pool.submit(_ready) for _ in range(count))
+
+        if context.get_start_method() == "fork":  # the first submit forks every worker, from this thread
+            start()
             yield workers
             return
         # The first submit blocks until the fork server has imported the builder; this process has other work.
-        starter = threading.Thread(
-            target=lambda: workers.started.extend(pool.submit(_ready) for _ in range(count)), daemon=True
-        )
+        starter = threading.Thread(target=start, daemon=True)
         starter.start()
         try:
             yield workers

@@ -50,8 +50,7 @@ def folder_lock(work_dir: str, command: str):
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         yield
     finally:
-        if fcntl is not None:  # for every descriptor of the lock file, a forked worker's too
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        fcntl.flock(fd, fcntl.LOCK_UN)  # for every descriptor of the lock file, a forked worker's too
         os.close(fd)
 
 

@@ -190,18 +190,12 @@ def walk_tar_headers(read_at, file_size: int) -> Iterator[tuple[str, int, int]]:
             if pax:
                 size = int(pax.get("size", size))
             data_offset = offset + _BLOCK
+            path = (pax.get("path") or long_name or _member_path(header)) if kind in _REGULAR else None
             if data_offset + size > file_size:
-                path = None
-                if kind in _REGULAR:
-                    path = pax.get("path") or long_name or _member_path(header)
                 raise TarWalkDamage(DATA_CUT_SHORT, offset, f"the data of the member at byte {offset} is cut short",
                                     member_path=path, member_size=size)
             if kind in _REGULAR:
-                if pax or long_name:
-                    path = pax.get("path") or long_name or _member_path(header)
-                    long_name, pax = None, {}
-                else:
-                    path = _member_path(header)
+                long_name, pax = None, {}
                 yield path, data_offset, size
             elif kind == _GNU_LONG_NAME:
                 long_name = read(data_offset, size).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
