@@ -16,15 +16,13 @@ MB/s are source bytes per second for all three, so the ratios are ratios of wall
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import subprocess
 import sys
 from multiprocessing import get_context
 
-from .common import Measurement, Results, evict, files_under, fsync_files, timed_interleaved
+from .common import Measurement, Results, evict, files_under, fsync_files, quiet, timed_interleaved
 
 PLAIN_PATH_TARGET = 3.0  # upload.py against download_and_prepare + push_to_hub's shard writing
 SVIT_CONFIG = "referring"
@@ -52,14 +50,6 @@ def family_inputs(family: str, facts: dict) -> dict:
         "files": facts["source_files"],
         "bytes": facts["source_bytes"],
     }
-
-
-@contextlib.contextmanager
-def quiet():
-    """Silence upload.py's progress bars and summary table."""
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        yield
 
 
 def raw_copy(inputs: dict, scratch: str) -> None:

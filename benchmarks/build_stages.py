@@ -17,8 +17,6 @@ A profile, not a benchmark with a target: the README of ``benchmarks/`` reads it
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import shutil
 import statistics
@@ -26,6 +24,7 @@ import tempfile
 import time
 
 from . import datagen
+from .common import quiet
 from .run import make_plan
 
 CONFIGS = {"svit": "referring", "sa1b": "sa1b-en-single"}
@@ -163,7 +162,7 @@ def run(family: str, root: str, repeats: int) -> str:
 
         def build(repetition):
             out = os.path.join(scratch, f"build-{repetition}")
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            with quiet():
                 status = upload.main(["--configs", config, *argv, "--local-dir", out, "--num-proc", "1"])
             if status != 0:
                 raise RuntimeError(f"upload.main returned {status}")

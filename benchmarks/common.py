@@ -6,12 +6,22 @@ over its baseline, both from this run) and targets (a ratio or a figure against 
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import os
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence upload.py's progress bars and summary table."""
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
 
 
 @dataclass
