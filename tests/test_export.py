@@ -33,7 +33,7 @@ from publish_fixtures import sample_build
 from svitpipe import cli
 from svitpipe.features import CONFIGS
 from svitpipe.training.boxes import render_internvl_referring_text, to_thousandths
-from svitpipe.training.export import FORMATS, export, main
+from svitpipe.training.export import FORMATS, annotation_name, export, main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MULTI_CONFIGS = [name for name in ALL_CONFIGS if CONFIGS[name].multi_image]
@@ -300,9 +300,12 @@ def test_a_killed_export_leaves_no_complete_looking_file(builders, tmp_path, for
     assert not (out / "sa1b-en-single.meta.json").exists()
 
 
-def test_jsonl_is_written_incrementally(builders, tmp_path):
+@pytest.mark.parametrize("format_name", sorted(FORMATS))
+def test_annotation_file_is_written_incrementally(builders, tmp_path, format_name):
+    # 2000 records (one image): by the time the last row is asked for, most of the file must be on disk already
     row = rows_of(builders, "description")[0]
-    partial = tmp_path / "description.jsonl.partial"
+    final = tmp_path / annotation_name("description", format_name)
+    partial = tmp_path / f"{final.name}.partial"
     sizes = []
 
     def rows():
@@ -311,8 +314,8 @@ def test_jsonl_is_written_incrementally(builders, tmp_path):
                 sizes.append(partial.stat().st_size if partial.exists() else 0)
             yield {**row, "id": str(index)}
 
-    counts = export(rows(), str(tmp_path), "description", "internvl", progress=False)
-    final_size = (tmp_path / "description.jsonl").stat().st_size
+    counts = export(rows(), str(tmp_path), "description", format_name, progress=False)
+    final_size = final.stat().st_size
     assert counts["records"] == 2000 and counts["images_written"] == 1
     assert 0.4 * final_size < sizes[0] < sizes[1] and sizes[1] > 0.9 * final_size
 

@@ -112,24 +112,6 @@ def test_limit_counts_records(builders, tmp_path, config_name, limit, records):
     }
 
 
-def test_json_is_written_incrementally(builders, tmp_path):
-    # 2000 records (one image): by the time the last row is asked for, most of the JSON must be on disk already
-    row = next(iter(undecoded_stream(builders("description"))))
-    partial = tmp_path / "description.json.partial"
-    sizes = []
-
-    def rows():
-        for index in range(2000):
-            if index in (1000, 1999):
-                sizes.append(partial.stat().st_size if partial.exists() else 0)
-            yield {**row, "id": str(index)}
-
-    counts = export_llava(rows(), str(tmp_path), "description")
-    final_size = (tmp_path / "description.json").stat().st_size
-    assert counts["records"] == 2000 and counts["images_written"] == 1
-    assert 0.4 * final_size < sizes[0] < sizes[1] and sizes[1] > 0.9 * final_size
-
-
 def test_a_failed_export_leaves_no_json(builders, tmp_path):
     def rows_then_decoded_image():
         rows = iter(undecoded_stream(builders("referring")))
