@@ -1,7 +1,8 @@
 """Benchmarks of svit-internvl: build, read, layout, decode, memory and scaling, each against a baseline measured in
 the same run.
 
-    python -m benchmarks.run                  # the full run (~32 min on 2 cores; data generated once, then cached)
+    python -m benchmarks.run                  # the full run (~32 min on 2 cores; data generated once, then cached);
+                                              # python benchmarks/run.py is the same
     python -m benchmarks.run --quick          # about a minute, smaller data and fewer repetitions
     python -m benchmarks.run --only build read --scale 0.5 --out results.json
 
@@ -27,8 +28,11 @@ REPO_ROOT = os.path.dirname(BENCH_DIR)
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # also in spawned workers
+if not __package__:  # run as a file (python benchmarks/run.py): import the benchmarks as the package they are
+    sys.path.insert(0, REPO_ROOT)
+    __package__ = "benchmarks"
 
-from . import datagen
+from . import datagen  # noqa: E402
 from .common import Results  # noqa: E402
 
 SECTIONS = ("build", "read", "layout", "decode", "memory", "scaling", "inspect", "join", "xet")
