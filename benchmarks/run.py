@@ -28,9 +28,10 @@ REPO_ROOT = os.path.dirname(BENCH_DIR)
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # also in spawned workers
-if not __package__:  # run as a file (python benchmarks/run.py): import the benchmarks as the package they are
-    sys.path.insert(0, REPO_ROOT)
-    __package__ = "benchmarks"
+if not __package__:  # run as a file (python benchmarks/run.py): run again as the module, from this checkout
+    python_path = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.run", *sys.argv[1:]],
+              {**os.environ, "PYTHONPATH": python_path})
 
 from . import datagen  # noqa: E402
 from .common import Results  # noqa: E402
